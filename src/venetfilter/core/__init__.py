@@ -1,0 +1,27 @@
+"""The venet verdict core: which container owns which address, and what happens to each packet.
+
+It knows nothing of files or netlink. `AddressTable` is the C implementation when it is built and
+importable and `VENETFILTER_NO_EXTENSIONS` is unset, the pure-Python twin otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ._core_py import AddressTable as PyAddressTable
+from ._types import Container, Verdict
+
+__all__ = ["IMPLEMENTATION", "AddressTable", "CAddressTable", "Container", "PyAddressTable", "Verdict"]
+
+CAddressTable: type[PyAddressTable] | None
+try:
+    from ._core import AddressTable as CAddressTable  # type: ignore[no-redef]
+except ImportError:  # not built: the twin does the job
+    CAddressTable = None
+
+if CAddressTable is not None and not os.environ.get("VENETFILTER_NO_EXTENSIONS"):
+    AddressTable = CAddressTable
+    IMPLEMENTATION = "cython"
+else:
+    AddressTable = PyAddressTable  # type: ignore[misc]
+    IMPLEMENTATION = "python"

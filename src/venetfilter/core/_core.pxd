@@ -1,0 +1,75 @@
+# The C-level interface of the verdict core, for Cython modules that classify without the GIL
+# (the native NFQUEUE backend). Python code uses `venetfilter.core` instead.
+
+from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t
+
+
+cdef enum:
+    VF_ACCEPT = 0
+    VF_DROP_SOURCE = 1
+    VF_DROP_DESTINATION = 2
+    VF_DROP_MULTICAST = 3
+    VF_DROP_MALFORMED = 4
+    VF_DROP_NOT_IP = 5
+    VF_NVERDICTS = 6
+
+
+# A key is 128 bits: an IPv6 address, or an IPv4 address (or an interface index) in `lo` with
+# `hi` zero. Each family has its own map, so an IPv4 key never meets an IPv6 one.
+cdef struct Slot:
+    uint64_t hi
+    uint64_t lo
+    int32_t owner       # container slot; -1: empty
+
+
+# Open-addressing hash map with linear probing and backward-shift deletion (no tombstones),
+# at most 3/4 full.
+cdef struct Map:
+    Slot *slots
+    size_t mask
+    size_t used
+
+
+cdef struct CtSlot:
+    uint32_t ifindex    # 0: slot unused
+    uint32_t naddr
+    uint64_t counts[VF_NVERDICTS]
+
+
+cdef struct Table:
+    Map v4              # IPv4 address -> container slot
+    Map v6              # IPv6 address -> container slot
+    Map links           # interface index -> container slot
+    CtSlot *cts         # container slots
+    size_t cts_len
+    size_t cts_cap
+
+
+# The whole per-packet decision, counters included. No Python, no allocation: safe without the GIL
+# as long as nobody changes the table meanwhile (the GIL-holding methods below are the only writers).
+cdef uint8_t table_classify(Table *t, const uint8_t *packet, size_t length,
+                            uint32_t indev, uint32_t outdev) noexcept nogil
+
+
+cdef struct Key:
+    uint64_t hi
+    uint64_t lo
+    int family          # 4 or 6
+
+
+cdef class Keys:
+    cdef Key *keys
+    cdef size_t n
+    cdef size_t n4
+
+
+cdef class AddressTable:
+    cdef Table t
+    cdef dict _slot_of        # ctid -> container slot
+    cdef list _ctids          # container slot -> ctid (None when free)
+    cdef list _free           # free container slots
+
+    cdef int32_t _slot(self, ctid) except -1
+    cdef int32_t _new_slot(self, str ctid) except -1
+    cdef int _check_free(self, Keys keys, int32_t slot) except -1
+    cdef size_t _put_keys(self, Keys keys, int32_t slot) noexcept

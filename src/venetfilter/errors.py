@@ -1,0 +1,58 @@
+"""The exceptions venetfilter raises, one small hierarchy for every layer."""
+
+from __future__ import annotations
+
+__all__ = [
+    "AddressInUseError",
+    "InvalidAddressError",
+    "InvalidContainerError",
+    "LinkInUseError",
+    "UnknownContainerError",
+    "VenetfilterError",
+]
+
+
+class VenetfilterError(Exception):
+    """Base class of every error venetfilter raises on purpose."""
+
+
+class InvalidAddressError(VenetfilterError, ValueError):
+    """A value is not a usable IPv4 or IPv6 address."""
+
+    def __init__(self, value: object, reason: str = "not an IPv4 or IPv6 address") -> None:
+        super().__init__(f"invalid address {value!r}: {reason}")
+        self.value = value
+        self.reason = reason
+
+
+class InvalidContainerError(VenetfilterError, ValueError):
+    """A container id (or its link index) is not acceptable."""
+
+
+class UnknownContainerError(VenetfilterError, KeyError):
+    """The container is not known."""
+
+    def __init__(self, ctid: object) -> None:
+        super().__init__(ctid)
+        self.ctid = ctid
+
+    def __str__(self) -> str:
+        return f"unknown container {self.ctid!r}"
+
+
+class AddressInUseError(VenetfilterError):
+    """The address already belongs to another container (vzctl's EADDRINUSE, exit code 78)."""
+
+    def __init__(self, address: str, owner: str) -> None:
+        super().__init__(f"address {address} is already used by container {owner}")
+        self.address = address
+        self.owner = owner
+
+
+class LinkInUseError(VenetfilterError, ValueError):
+    """The interface index is already the link of another container."""
+
+    def __init__(self, ifindex: int, owner: str) -> None:
+        super().__init__(f"interface index {ifindex} is already the link of container {owner}")
+        self.ifindex = ifindex
+        self.owner = owner
