@@ -14,7 +14,9 @@ test: setup
 	VENETFILTER_NO_EXTENSIONS=1 .venv/bin/python -m pytest -q tests/test_selector.py
 
 bench: setup
-	.venv/bin/python -m pytest -q bench --benchmark-only --benchmark-columns=median,iqr,ops --benchmark-sort=name
+	mkdir -p .benchmarks
+	.venv/bin/python -m pytest -q bench --benchmark-only --benchmark-columns=median,iqr,ops --benchmark-sort=name --benchmark-json=.benchmarks/core.json
+	.venv/bin/python bench/report.py .benchmarks/core.json
 
 clean:
 	rm -rf .venv build src/*.egg-info
