@@ -15,3 +15,24 @@ def table_class(request: pytest.FixtureRequest) -> type:
     cls = IMPLEMENTATIONS[request.param]
     assert cls is not None, "the Cython extension is not built; run scripts/bootstrap"
     return cls
+
+
+@pytest.fixture
+def make_netns():
+    """Create network namespaces with unique names; every one is deleted afterwards, also on failure."""
+    import subprocess
+    import uuid
+
+    created: list[str] = []
+
+    def make(prefix: str = "vft") -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        created.append(name)
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        return name
+
+    yield make
+    for name in reversed(created):
+        subprocess.run(["ip", "netns", "pids", name], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
