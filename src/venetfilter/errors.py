@@ -56,3 +56,48 @@ class LinkInUseError(VenetfilterError, ValueError):
         super().__init__(f"interface index {ifindex} is already the link of container {owner}")
         self.ifindex = ifindex
         self.owner = owner
+
+
+# -- configuration and runtime state (venetfilter.config) ------------------------------------------
+
+__all__ += [
+    "ApplyError",
+    "ConfigFileError",
+    "CorruptStateError",
+    "NotRunningError",
+]
+
+
+class NotRunningError(VenetfilterError):
+    """A runtime-only change was asked of a stopped container (vzctl's exit code 31)."""
+
+    def __init__(self, ctid: str) -> None:
+        super().__init__(f"container {ctid} is not running")
+        self.ctid = ctid
+
+
+class ApplyError(VenetfilterError):
+    """Applying a change to a running container failed; nothing was saved (vzctl's exit code 34)."""
+
+    def __init__(self, ctid: str, cause: BaseException) -> None:
+        super().__init__(f"cannot apply the change to running container {ctid}: {cause}")
+        self.ctid = ctid
+        self.cause = cause
+
+
+class ConfigFileError(VenetfilterError):
+    """A configuration file cannot be read or written."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class CorruptStateError(VenetfilterError):
+    """The runtime state file exists but is not valid; it is never silently treated as empty."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"corrupt runtime state {path}: {reason}")
+        self.path = path
+        self.reason = reason
