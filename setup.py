@@ -33,6 +33,14 @@ def extensions() -> list[Extension]:
             define_macros=macros,
             extra_compile_args=cflags,
         ),
+        # cimports netfilterqueue's _impl.pxd: netfilterqueue must be installed when this is built
+        Extension(
+            "venetfilter.worker._queue_flags",
+            ["src/venetfilter/worker/_queue_flags.pyx"],
+            libraries=["netfilter_queue", "nfnetlink"],
+            define_macros=macros,
+            extra_compile_args=cflags,
+        ),
     ]
     return cythonize(modules, compiler_directives=directives)
 

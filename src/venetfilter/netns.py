@@ -6,7 +6,7 @@ import os
 
 from .errors import VenetfilterError
 
-__all__ = ["NETNS_DIR", "NetnsNotFoundError", "netns_command", "netns_path"]
+__all__ = ["NETNS_DIR", "NetnsNotFoundError", "enter_netns", "netns_command", "netns_path"]
 
 NETNS_DIR = "/run/netns"  # where `ip netns add` puts named namespaces
 
@@ -36,3 +36,19 @@ def netns_command(argv: list[str], netns: str | int | None) -> list[str]:
     if netns is None:
         return list(argv)
     return ["nsenter", f"--net={netns_path(netns)}", "--", *argv]
+
+
+def enter_netns(netns: str | int) -> None:
+    """Move the calling thread into `netns` for good (the worker does it first thing, before any
+    thread or socket exists, so that everything it opens lives there)."""
+    import ctypes
+
+    path = netns_path(netns)
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+            error = ctypes.get_errno()
+            raise OSError(error, f"cannot enter network namespace {netns!r}: {os.strerror(error)}")
+    finally:
+        os.close(fd)

@@ -21,7 +21,7 @@ from ..errors import (
     UnknownContainerError,
     VenetfilterError,
 )
-from . import containers
+from . import containers, rules, worker
 from ._common import (
     EXIT_ADDRESS_IN_USE,
     EXIT_CANNOT_ADD_IP,
@@ -37,7 +37,11 @@ from ._common import (
 
 __all__ = ["REGISTRARS", "build_parser", "exit_code", "main"]
 
-REGISTRARS: list[Callable[[argparse._SubParsersAction[ArgumentParser]], None]] = [containers.register]
+REGISTRARS: list[Callable[[argparse._SubParsersAction[ArgumentParser]], None]] = [
+    containers.register,
+    rules.register,
+    worker.register,
+]
 """The ``register(subparsers)`` function of every subcommand module, in help order."""
 
 
@@ -84,8 +88,13 @@ def _message(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``venetctl`` with `argv` (default ``sys.argv[1:]``); returns the exit code."""
+    return _run(build_parser(), argv)
+
+
+def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse `argv` with `parser`, run the chosen handler, and turn errors into vzctl's exit codes."""
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
         return int(args.func(args))
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
