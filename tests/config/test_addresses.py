@@ -118,7 +118,10 @@ def test_canonical_form_matches_ipaddress(address: object, prefix: int | None, u
             parse_address_token(text)
         return
     parsed = parse_address_token(text)
-    assert parsed.address == str(address)  # ipaddress also writes RFC 5952 text
+    assert ipaddress.ip_address(parsed.address) == address and parsed.address == parsed.address.lower()
+    embedded_ipv4 = address.version == 6 and address.packed[:10] == bytes(10)  # type: ignore[attr-defined]
+    if not embedded_ipv4:  # there inet_ntop writes ::ffff:1.2.3.4 where ipaddress writes ::ffff:102:304
+        assert parsed.address == str(address)  # elsewhere both write RFC 5952 text
     assert parsed.prefixlen == prefix and parsed.family == address.version  # type: ignore[attr-defined]
     assert parse_address_token(str(parsed)) == parsed  # canonical text is a fixed point
 

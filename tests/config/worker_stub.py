@@ -26,14 +26,18 @@ class WorkerStub:
         self.requests: list[bytes] = []
         self.path = self.run_dir / SOCKET_NAME
         self._stop = threading.Event()
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.path.unlink(missing_ok=True)  # a worker removes a stale socket before binding
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         dir_fd = os.open(self.run_dir, os.O_PATH | os.O_DIRECTORY)
         try:  # through /proc/self/fd: pytest's tmp paths can be longer than sun_path
             self._sock.bind(f"/proc/self/fd/{dir_fd}/{SOCKET_NAME}")
+            self._sock.listen(64)
+        except OSError:
+            self._sock.close()
+            raise
         finally:
             os.close(dir_fd)
-        self._sock.listen(64)
         self._sock.settimeout(0.05)
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
@@ -45,6 +49,7 @@ class WorkerStub:
         self._stop.set()
         self._thread.join(5)
         self._sock.close()
+        self.path.unlink(missing_ok=True)
 
     def _serve(self) -> None:
         while not self._stop.is_set():
