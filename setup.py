@@ -41,8 +41,15 @@ def extensions() -> list[Extension]:
             define_macros=macros,
             extra_compile_args=cflags,
         ),
+        Extension(
+            "venetfilter.worker._native",
+            ["src/venetfilter/worker/_native.pyx"],
+            libraries=["netfilter_queue", "nfnetlink"],
+            define_macros=macros,
+            extra_compile_args=cflags,
+        ),
     ]
-    return cythonize(modules, compiler_directives=directives)
+    return cythonize(modules, compiler_directives=directives, include_path=["src"])
 
 
 setup(ext_modules=[] if NO_EXTENSIONS else extensions())

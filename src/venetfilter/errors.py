@@ -7,6 +7,7 @@ __all__ = [
     "InvalidAddressError",
     "InvalidContainerError",
     "LinkInUseError",
+    "QueueBindError",
     "UnknownContainerError",
     "VenetfilterError",
 ]
@@ -101,3 +102,72 @@ class CorruptStateError(VenetfilterError):
         super().__init__(f"corrupt runtime state {path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+# -- host networking (venetfilter.host) ------------------------------------------------------------
+
+__all__ += [
+    "AddressRoutedError",
+    "HostNetworkError",
+    "InterfaceExistsError",
+    "InterfaceNotFoundError",
+    "NetnsExistsError",
+    "NotStartedError",
+    "SysctlError",
+]
+
+
+class HostNetworkError(VenetfilterError):
+    """A host networking step (netlink, namespaces, sysctls) failed; nothing is left half done."""
+
+
+class InterfaceExistsError(HostNetworkError):
+    """An interface the container link needs already exists."""
+
+    def __init__(self, ifname: str, where: str) -> None:
+        super().__init__(f"interface {ifname} already exists in {where}")
+        self.ifname = ifname
+        self.where = where
+
+
+class InterfaceNotFoundError(HostNetworkError):
+    """A named interface does not exist."""
+
+    def __init__(self, ifname: str, where: str) -> None:
+        super().__init__(f"interface {ifname} does not exist in {where}")
+        self.ifname = ifname
+        self.where = where
+
+
+class AddressRoutedError(HostNetworkError):
+    """The address is already routed elsewhere on the host (another link, or a local address)."""
+
+    def __init__(self, address: str, where: str) -> None:
+        super().__init__(f"address {address} is already routed elsewhere: {where}")
+        self.address = address
+        self.where = where
+
+
+class NetnsExistsError(HostNetworkError):
+    """A network namespace that should be created already exists."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"network namespace {name} already exists (pass it with --netns to use it)")
+        self.name = name
+
+
+class NotStartedError(HostNetworkError):
+    """The container has no network to stop or change (its host link does not exist)."""
+
+    def __init__(self, ctid: str, where: str) -> None:
+        super().__init__(f"container {ctid} has no network in {where}")
+        self.ctid = ctid
+        self.where = where
+
+
+class SysctlError(HostNetworkError):
+    """A sysctl cannot be read or written."""
+
+
+class QueueBindError(VenetfilterError):
+    """An NFQUEUE could not be bound (in use by another process, no kernel support, no permission)."""

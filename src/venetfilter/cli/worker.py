@@ -13,13 +13,18 @@ from ..config.paths import default_run_dir
 from ..errors import VenetfilterError
 from ..netns import enter_netns
 from ..worker import Worker, WorkerOptions, request
+from ..worker.backends import BACKENDS, default_backend
 from ._common import EXIT_OK, EXIT_SYSTEM, ArgumentParser, add_common_options, common_options, error
 
 __all__ = ["main", "register"]
 
 
 def _add_worker_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--queue", type=int, default=0, metavar="N", help="the NFQUEUE number to bind (default 0)")
+    p.add_argument("--queue", type=int, default=0, metavar="N", help="the (first) NFQUEUE number to bind (default 0)")
+    p.add_argument("--queues", type=int, default=1, metavar="N",
+                   help="serve N queues from --queue on, one thread each (rules: --queue-balance)")
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help=f"how packets are read (default: {default_backend()})")
     p.add_argument("--fail-open", action="store_true", help="set the queue's fail-open flag (accept when full)")
     p.add_argument("--netns", metavar="NAME|PATH|PID", help="run in this network namespace (the host's)")
     p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on PORT")
@@ -46,7 +51,8 @@ def run_worker(args: argparse.Namespace) -> int:
     if args.netns:
         enter_netns(args.netns)
     worker = Worker(WorkerOptions(
-        run_dir=args.run_dir or default_run_dir(), queue=args.queue, fail_open=args.fail_open,
+        run_dir=args.run_dir or default_run_dir(), queue=args.queue, queues=args.queues,
+        backend=args.backend, fail_open=args.fail_open,
         metrics_address=args.metrics_address, metrics_port=args.metrics_port, log_rate=args.log_rate,
     ))
     try:
@@ -69,7 +75,7 @@ def run_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(stats, indent=2, sort_keys=True))
         return EXIT_OK
-    print(f"generation {stats['generation']}, queue {stats['queue']}: {stats['packets']} packets, "
+    print(f"generation {stats['generation']}, {stats['backend']} backend: {stats['packets']} packets, "
           f"{stats['errors']} errors, {stats['reloads']} reloads ({stats['reload_errors']} failed)")
     for queue, counts in stats["queues"].items():
         print(f"queue {queue}: {counts['queue_dropped']} dropped (queue full), "

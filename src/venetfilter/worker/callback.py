@@ -8,7 +8,7 @@ from typing import Protocol
 
 from ..core import Verdict
 
-__all__ = ["VerdictCallback"]
+__all__ = ["Classifier", "DropHandler", "VerdictCallback"]
 
 logger = logging.getLogger("venetfilter.worker")
 
@@ -28,10 +28,14 @@ class Classifier(Protocol):
     def classify(self, packet: bytes, indev: int, outdev: int) -> Verdict: ...
 
 
+DropHandler = Callable[[Verdict, bytes, int, int], None]
+"""Called for each drop with (verdict, the packet's first bytes, indev, outdev)."""
+
+
 class VerdictCallback:
     """Gives every packet a verdict, whatever happens: an error in classifying is a counted drop."""
 
-    def __init__(self, table: Classifier, on_drop: Callable[[Verdict, bytes, int, int], None]) -> None:
+    def __init__(self, table: Classifier, on_drop: DropHandler) -> None:
         self.table = table
         self.on_drop = on_drop
         self.packets = 0

@@ -13,13 +13,12 @@ import logging
 import select
 import socket
 import warnings
-from collections.abc import Callable
-
 from netfilterqueue import COPY_PACKET, NetfilterQueue
 
-from ..errors import VenetfilterError
+from ..errors import QueueBindError
+from .callback import Classifier, DropHandler, VerdictCallback
 
-__all__ = ["COPY_RANGE", "NfqueueBackend", "QueueBindError"]
+__all__ = ["COPY_RANGE", "NfqueueBackend"]
 
 logger = logging.getLogger("venetfilter.worker")
 
@@ -29,10 +28,6 @@ SOCKET_BUFFER = 8 * 1024 * 1024
 SOL_NETLINK = 270
 NETLINK_NO_ENOBUFS = 5
 BUDGET = 256  # messages per call of `serve_once`
-
-
-class QueueBindError(VenetfilterError):
-    """The queue could not be bound (in use, no kernel support, no permission)."""
 
 
 class _QueueSocket:
@@ -60,10 +55,12 @@ class _QueueSocket:
 
 
 class NfqueueBackend:
-    """One bound queue. `fail_open` sets the queue's fail-open flag (accept when it overflows)."""
+    """One bound queue, a Python callback per packet. `fail_open` sets the queue's fail-open flag
+    (accept, not drop, when it overflows)."""
 
-    def __init__(self, queue: int, callback: Callable[[object], None], *, fail_open: bool = False) -> None:
+    def __init__(self, queue: int, table: Classifier, on_drop: DropHandler, *, fail_open: bool = False) -> None:
         self.queue_num = queue
+        self._callback = callback = VerdictCallback(table, on_drop)
         self._nfq = NetfilterQueue()
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -97,6 +94,14 @@ class NfqueueBackend:
     @property
     def enobufs(self) -> int:
         return self._socket.enobufs
+
+    @property
+    def packets(self) -> int:
+        return self._callback.packets
+
+    @property
+    def errors(self) -> int:
+        return self._callback.errors
 
     def serve_once(self, timeout: float, wakeup_fd: int) -> None:
         """Wait up to `timeout` for packets (or `wakeup_fd`), then give verdicts to what is queued."""

@@ -1,4 +1,8 @@
-"""The worker service: runtime state -> address table -> verdicts on one NFQUEUE.
+"""The worker service: runtime state -> address table -> verdicts on one or more NFQUEUEs.
+
+Each queue is served by its own thread (the first by the calling thread), all over one table; the
+receive and verdict system calls run without the GIL, so the threads share the CPUs. A thread that
+fails stops the whole worker: the kernel then drops (fail closed) what the queues still hold.
 
 Reloads (control socket, SIGHUP, or a changed state.json noticed within a second) build the new
 table aside and swap it in at once (`AddressTable.load`): a packet is judged by the old table or the
@@ -8,6 +12,7 @@ the old one in force and is reported.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -17,11 +22,10 @@ from pathlib import Path
 
 from ..config.runtime import load_state, state_path, table_entries
 from ..core import AddressTable, Verdict
-from .callback import VerdictCallback
+from .backends import Backend, BackendName, default_backend, open_backend
 from .control import ControlServer
 from .droplog import DropLog
 from .metrics import MetricsServer
-from .nfqueue import NfqueueBackend
 from .queue_stats import read_queue_stats
 
 __all__ = ["Worker", "WorkerOptions"]
@@ -33,6 +37,8 @@ logger = logging.getLogger("venetfilter.worker")
 class WorkerOptions:
     run_dir: Path
     queue: int = 0
+    queues: int = 1  # serve queue .. queue + queues - 1 (the rules' --queue-balance range)
+    backend: BackendName | None = None  # None: the fastest one available
     fail_open: bool = False
     metrics_address: str = "127.0.0.1"
     metrics_port: int | None = None  # None: no metrics endpoint; 0: any free port
@@ -52,11 +58,12 @@ class Worker:
         self._state_stamp: tuple[int, int] | None = None
         self._reload_lock = threading.Lock()
         self._droplog = DropLog(rate=options.log_rate, burst=max(1, int(options.log_rate * 2)))
-        self._callback = VerdictCallback(self.table, self._on_drop)
-        self._backend: NfqueueBackend | None = None
+        self.backend_name: BackendName = options.backend or default_backend()
+        self._backends: list[Backend] = []
         self._stopping = threading.Event()
         self._reload_requested = False
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wakeups = [os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC) for _ in range(options.queues)]
+        self._failure: BaseException | None = None
         self.metrics_port: int | None = None
 
     # -- state -------------------------------------------------------------------------------------
@@ -81,13 +88,6 @@ class Worker:
             self.reloads += 1
             return self.generation
 
-    def _reload_if_changed(self) -> None:
-        if _stamp(state_path(self.options.run_dir)) != self._state_stamp:
-            try:
-                self.reload()
-            except Exception:
-                self._state_stamp = _stamp(state_path(self.options.run_dir))  # report once per change
-
     # -- counters ----------------------------------------------------------------------------------
 
     def _on_drop(self, verdict: Verdict, header: bytes, indev: int, outdev: int) -> None:
@@ -96,28 +96,33 @@ class Worker:
 
     def stats(self) -> dict:
         """Everything the worker counts, as plain data (the control socket sends it as JSON)."""
-        queues = read_queue_stats()
-        mine = queues.get(self.options.queue)
+        kernel = read_queue_stats()
+        backends = list(self._backends)
         return {
             "generation": self.generation,
+            "backend": self.backend_name,
             "queue": self.options.queue,
-            "packets": self._callback.packets,
-            "errors": self._callback.errors,
+            "packets": sum(b.packets for b in backends),
+            "errors": sum(b.errors for b in backends),
             "reloads": self.reloads,
             "reload_errors": self.reload_errors,
             "drops_not_logged": self._droplog.suppressed,
-            "enobufs": self._backend.enobufs if self._backend else 0,
+            "enobufs": sum(b.enobufs for b in backends),
             "containers": {
                 ctid: {verdict.name: count for verdict, count in counts.items()}
                 for ctid, counts in self.table.counters().items()
             },
             "queues": {
                 str(q.queue): {"queue_dropped": q.queue_dropped, "user_dropped": q.user_dropped, "waiting": q.waiting}
-                for q in ([mine] if mine else [])
+                for q in kernel.values()
+                if q.queue in self._queue_numbers()
             },
         }
 
     # -- running -----------------------------------------------------------------------------------
+
+    def _queue_numbers(self) -> range:
+        return range(self.options.queue, self.options.queue + self.options.queues)
 
     def stop(self) -> None:
         """Ask `run` to return (safe from a signal handler or another thread)."""
@@ -129,17 +134,22 @@ class Worker:
         self._wake()
 
     def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except BlockingIOError:
-            pass  # already awake
+        for _, write_end in self._wakeups:
+            try:
+                os.write(write_end, b"x")
+            except BlockingIOError:
+                pass  # already awake
 
     def run(self, install_signal_handlers: bool = True) -> None:
-        """Bind the queue and give verdicts until stopped."""
+        """Bind the queues and give verdicts until stopped; re-raises what stopped a queue thread."""
         self.reload()
-        self._backend = NfqueueBackend(self.options.queue, self._callback, fail_open=self.options.fail_open)
         control = metrics = None
+        threads: list[threading.Thread] = []
         try:
+            for queue in self._queue_numbers():
+                self._backends.append(
+                    open_backend(self.backend_name, queue, self.table, self._on_drop, fail_open=self.options.fail_open)
+                )
             control = ControlServer(self.options.run_dir, self.reload, self.stats)
             if self.options.metrics_port is not None:
                 metrics = MetricsServer(self.options.metrics_address, self.options.metrics_port, self.stats)
@@ -148,38 +158,63 @@ class Worker:
                 signal.signal(signal.SIGTERM, lambda *_: self.stop())
                 signal.signal(signal.SIGINT, lambda *_: self.stop())
                 signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
-            logger.info("worker bound to queue %d, generation %d", self.options.queue, self.generation)
-            while not self._stopping.is_set():
-                self._backend.serve_once(1.0, self._wake_r)
-                self._drain_wakeups()
-                if self._reload_requested:
-                    self._reload_requested = False
-                    self._reload_if_changed_or_forced()
-                else:
-                    self._reload_if_changed()
+            for index in range(1, len(self._backends)):
+                thread = threading.Thread(target=self._serve_queue, args=(index,), name=f"venetfilter-queue-{index}")
+                thread.start()
+                threads.append(thread)
+            logger.info("worker (%s) bound to queues %s, generation %d", self.backend_name,
+                        list(self._queue_numbers()), self.generation)
+            self._serve_queue(0)
         finally:
+            self.stop()
+            for thread in threads:
+                thread.join()
             for server in (metrics, control):
                 if server is not None:
                     server.close()
-            self._backend.close()
+            for backend in self._backends:
+                backend.close()
             logger.info("worker stopped")
+        if self._failure is not None:
+            raise self._failure
 
-    def _reload_if_changed_or_forced(self) -> None:
+    def _serve_queue(self, index: int) -> None:
+        """The loop of one queue; the first one also looks after reloads."""
+        backend, wakeup = self._backends[index], self._wakeups[index][0]
         try:
-            self.reload()
-        except Exception:
-            pass  # logged and counted by reload()
+            while not self._stopping.is_set():
+                backend.serve_once(1.0, wakeup)
+                _drain(wakeup)
+                if index == 0:
+                    self._look_after_state()
+        except BaseException as error:  # noqa: BLE001 (handed to run(), which re-raises it)
+            logger.error("queue %d failed: %s", backend.queue_num, error)
+            self._failure = self._failure or error
+            self.stop()
 
-    def _drain_wakeups(self) -> None:
-        try:
-            while os.read(self._wake_r, 512):
-                pass
-        except BlockingIOError:
-            pass
+    def _look_after_state(self) -> None:
+        if self._reload_requested:
+            self._reload_requested = False
+            with contextlib.suppress(Exception):  # logged and counted by reload()
+                self.reload()
+        elif _stamp(state_path(self.options.run_dir)) != self._state_stamp:
+            try:
+                self.reload()
+            except Exception:
+                self._state_stamp = _stamp(state_path(self.options.run_dir))  # reported once per change
 
     def close(self) -> None:
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        for read_end, write_end in self._wakeups:
+            os.close(read_end)
+            os.close(write_end)
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
