@@ -102,6 +102,8 @@ def test_failing_live_apply_is_34(cli: Cli, dirs: Dirs, monkeypatch: pytest.Monk
         (["--ipadd", "gibberish"], "Bad parameter for --ipadd: gibberish (not an IPv4 address)"),
         (["--ipdel", "1.2.3"], "Bad parameter for --ipdel: 1.2.3 (not an IPv4 address)"),
         (["--ipdel", "ALL"], "Bad parameter for --ipdel: ALL (not an IPv4 address)"),
+        (["--ipadd", ""], "Bad parameter for --ipadd:  (no address given)"),
+        (["--ipadd", "192.0.2.1", "--ipdel", " , "], "Bad parameter for --ipdel:  ,  (no address given)"),
         ([], "set: nothing to do: give --ipadd and/or --ipdel"),
     ],
 )

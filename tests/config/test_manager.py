@@ -322,3 +322,22 @@ def test_defaults_come_from_the_environment(tmp_path: Path) -> None:
     assert manager.conf_dir == tmp_path / "default-conf" and manager.run_dir == tmp_path / "default-run"
     manager.set("101", ["192.0.2.1"], save=True)
     assert (tmp_path / "default-conf" / "101.conf").exists()
+
+
+def test_runtime_change_is_announced_even_if_the_file_cannot_be_written(
+    manager: ContainerManager, dirs: Dirs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager.start("101", 7)
+    real_write = manager._write_config
+
+    def full_disk(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(manager, "_write_config", full_disk)
+    with WorkerStub(dirs.run) as stub, pytest.raises(OSError, match="No space"):
+        manager.set("101", ["192.0.2.1"], save=True)
+    assert stub.requests == [b"reload\n"]
+    assert live(manager, "101") == ["192.0.2.1"] and saved(manager, "101") is None
+    monkeypatch.setattr(manager, "_write_config", real_write)
+    manager.set("101", ["192.0.2.1"], save=True)  # saving again completes the job
+    assert saved(manager, "101") == ["192.0.2.1"]

@@ -46,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def _parse_option(option: str, values: Sequence[str], keywords: frozenset[str] = frozenset()) -> list[ConfigAddress]:
     """The addresses of every value of `option`; `InvalidAddressError` is reported as vzctl does."""
     addresses: list[ConfigAddress] = []
+    for value in values:
+        if not split_tokens(value):
+            raise _BadParameter(option, value, "no address given")
     for token in split_tokens(values):
         if token in keywords:
             continue

@@ -213,41 +213,45 @@ class ContainerManager:
         ctid = validate_ctid(ctid)
         to_add, to_delete = _addresses(add), _addresses(delete)
         warnings: list[str] = []
-        with global_lock(self.run_dir):
-            state = load_state(self.run_dir)
-            current = state.containers.get(ctid)
-            if current is None and not save:
-                raise NotRunningError(ctid)
-            config = self.read_config(ctid) if save else None
-            if config is not None:
-                warnings.extend(str(w) for w in config.warnings)
-            self._check_owners(ctid, to_add, state)
-            result_runtime: tuple[ConfigAddress, ...] | None = None
-            added: list[ConfigAddress] = []
-            removed: list[ConfigAddress] = []
-            generation: int | None = None
-            if current is not None:
-                result_runtime = _edit(current.addresses, to_add, to_delete, delete_all)
-                before = {a.address for a in current.addresses}
-                after = {a.address for a in result_runtime}
-                added = [a for a in result_runtime if a.address not in before]
-                removed = [a for a in current.addresses if a.address not in after]
-                if added or removed:
-                    try:
-                        self.applier.apply(ctid, added, removed)
-                    except Exception as exc:
-                        raise ApplyError(ctid, exc) from exc
-                if result_runtime != current.addresses:
-                    state = state.with_container(
-                        RunningContainer(ctid, current.ifindex, result_runtime, current.netns, current.link)
-                    )
-                    save_state(self.run_dir, state)
-                    generation = state.generation
-            result_saved: tuple[ConfigAddress, ...] | None = None
-            if save:
-                base = config.addresses if config is not None else ()
-                result_saved = _edit(base, to_add, to_delete, delete_all)
-                self._write_config(ctid, config, result_saved)
+        generation: int | None = None
+        try:
+            with global_lock(self.run_dir):
+                state = load_state(self.run_dir)
+                current = state.containers.get(ctid)
+                if current is None and not save:
+                    raise NotRunningError(ctid)
+                config = self.read_config(ctid) if save else None
+                if config is not None:
+                    warnings.extend(str(w) for w in config.warnings)
+                self._check_owners(ctid, to_add, state)
+                result_runtime: tuple[ConfigAddress, ...] | None = None
+                added: list[ConfigAddress] = []
+                removed: list[ConfigAddress] = []
+                if current is not None:
+                    result_runtime = _edit(current.addresses, to_add, to_delete, delete_all)
+                    before = {a.address for a in current.addresses}
+                    after = {a.address for a in result_runtime}
+                    added = [a for a in result_runtime if a.address not in before]
+                    removed = [a for a in current.addresses if a.address not in after]
+                    if added or removed:
+                        try:
+                            self.applier.apply(ctid, added, removed)
+                        except Exception as exc:
+                            raise ApplyError(ctid, exc) from exc
+                    if result_runtime != current.addresses:
+                        state = state.with_container(
+                            RunningContainer(ctid, current.ifindex, result_runtime, current.netns, current.link)
+                        )
+                        save_state(self.run_dir, state)
+                        generation = state.generation
+                result_saved: tuple[ConfigAddress, ...] | None = None
+                if save:
+                    base = config.addresses if config is not None else ()
+                    result_saved = _edit(base, to_add, to_delete, delete_all)
+                    self._write_config(ctid, config, result_saved)
+        except BaseException:
+            self._notify(generation, [])  # the runtime changed even if saving the file failed
+            raise
         notified = self._notify(generation, warnings)
         if current is not None and not save:
             warnings.append(NOT_SAVED_WARNING)
