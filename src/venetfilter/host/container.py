@@ -19,7 +19,14 @@ from pyroute2 import IPRoute
 
 from ..errors import HostNetworkError, InterfaceExistsError, NetnsExistsError, NotStartedError
 from ._netlink import link_index
-from .inside import add_default_routes, add_inside_address, delete_inside_address, raise_loopback, set_loopback_down
+from .inside import (
+    add_default_routes,
+    add_inside_address,
+    delete_inside_address,
+    ensure_default_routes,
+    raise_loopback,
+    set_loopback_down,
+)
 from .ipaddr import Address, AddressLike, parse_address, parse_addresses
 from .link import CONTAINER_IFNAME, check_link_free, create_link, delete_link, host_ifname
 from .neighbours import (
@@ -79,6 +86,8 @@ class ContainerNetwork:
     """`start` created `netns`; `stop` removes it."""
     loopback_raised: bool = False
     """`start` brought the container's ``lo`` up; `stop` brings it down again (kept namespace only)."""
+    loopback_address_added: bool = False
+    """Bringing ``lo`` up gave it 127.0.0.1/8; `stop` removes it again."""
     neighbour_devs: NeighbourDevs = "all"
     addresses: tuple[Address, ...] = field(default=())
 
@@ -95,6 +104,7 @@ class ContainerNetwork:
             "host_netns": self.host_netns,
             "netns_created": self.netns_created,
             "loopback_raised": self.loopback_raised,
+            "loopback_address_added": self.loopback_address_added,
             "neighbour_devs": format_neighbour_devs(self.neighbour_devs),
             "addresses": [str(a) for a in self.addresses],
         }
@@ -114,6 +124,7 @@ class ContainerNetwork:
                 host_netns=host_netns,
                 netns_created=bool(data["netns_created"]),
                 loopback_raised=bool(data["loopback_raised"]),
+                loopback_address_added=bool(data["loopback_address_added"]),
                 neighbour_devs=parse_neighbour_devs(data["neighbour_devs"]),
                 addresses=tuple(parse_address(a) for a in data["addresses"]),
             )
@@ -189,9 +200,9 @@ def start(
                 check_link_free(host, container, ctid, host_where, describe_netns(netns))
                 link = create_link(host, container, path, ctid, host_where)
                 undo.push(f"delete link {name}", lambda: delete_link(host, link.host_index))
-                raised = raise_loopback(container)
+                raised, lo_address = raise_loopback(container)
                 if raised:
-                    undo.push("bring the container's lo down", lambda: set_loopback_down(container))
+                    undo.push("bring the container's lo down", lambda: set_loopback_down(container, lo_address))
                 add_default_routes(container, link.container_index)
                 for address in wanted:
                     _add_address(host, container, link.host_index, link.container_index, address, devices[address], undo)
@@ -199,7 +210,9 @@ def start(
             if created:
                 remove_netns(str(netns))
             raise
-    return ContainerNetwork(ctid, _spec(netns) or "", _spec(host_netns), created, raised, devs, tuple(wanted))
+    return ContainerNetwork(
+        ctid, _spec(netns) or "", _spec(host_netns), created, raised, lo_address, devs, tuple(wanted)
+    )
 
 
 def network_of(ctid: str, *, netns: NetnsSpec = None, host_netns: NetnsSpec = None) -> ContainerNetwork:
@@ -243,7 +256,7 @@ def stop(network: ContainerNetwork) -> None:
         remove_netns(network.netns)
     elif found and network.loopback_raised and netns_exists(network.netns):
         with open_iproute(network.netns) as container:
-            set_loopback_down(container)
+            set_loopback_down(container, network.loopback_address_added)
     if not found:
         raise NotStartedError(network.ctid, describe_netns(network.host_netns))
 
@@ -275,9 +288,12 @@ def change_addresses(
                 a: proxy_devices(host, a, network.neighbour_devs, exclude=(host_index,), where=host_where)
                 for a in adding
             }
+            undo.push("restore the default routes", lambda: ensure_default_routes(container, container_index))
             for address in removing:
                 _remove_address(host, container, host_index, container_index, address, undo)
             for address in adding:
                 _add_address(host, container, host_index, container_index, address, devices[address], undo)
-    now = [a for a in current if a not in removing] + adding
+            ensure_default_routes(container, container_index)
+    live = [a for a in network.addresses if a in current] + [a for a in current if a not in network.addresses]
+    now = [a for a in live if a not in removing and a not in adding] + adding
     return replace(network, addresses=tuple(now))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from typing import Any
 
 from pyroute2 import IPRoute, NetlinkError
 from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
@@ -20,6 +21,7 @@ __all__ = [
     "LOOPBACK_INDEX",
     "RT_SCOPE_LINK",
     "add_default_routes",
+    "ensure_default_routes",
     "add_inside_address",
     "delete_inside_address",
     "raise_loopback",
@@ -30,20 +32,28 @@ LOOPBACK_INDEX = 1
 RT_SCOPE_LINK = 253
 
 
-def raise_loopback(ipr: IPRoute) -> bool:
-    """Bring ``lo`` up; True when it was down (so that the caller can undo it)."""
+def _loopback_ipv4(ipr: IPRoute) -> list[Any]:
+    return list(ipr.addr("dump", family=socket.AF_INET, index=LOOPBACK_INDEX))
+
+
+def raise_loopback(ipr: IPRoute) -> tuple[bool, bool]:
+    """Bring ``lo`` up; returns (it was down, the kernel gave it 127.0.0.1/8 on the way) for the undo."""
     with netlink_step("bring up the container's loopback"):
         flags = ipr.link("get", index=LOOPBACK_INDEX)[0]["flags"]
         if flags & IFF_UP:
-            return False
+            return False, False
+        had_ipv4 = bool(_loopback_ipv4(ipr))
         ipr.link("set", index=LOOPBACK_INDEX, state="up")
-    return True
+        return True, not had_ipv4 and bool(_loopback_ipv4(ipr))
 
 
-def set_loopback_down(ipr: IPRoute) -> None:
-    """Bring ``lo`` down again (undo of `raise_loopback`)."""
+def set_loopback_down(ipr: IPRoute, drop_address: bool) -> None:
+    """Undo `raise_loopback`: ``lo`` down, and the 127.0.0.1/8 it got removed when `drop_address`."""
     with netlink_step("bring down the container's loopback"):
         ipr.link("set", index=LOOPBACK_INDEX, state="down")
+        if drop_address:
+            for msg in _loopback_ipv4(ipr):
+                ipr.addr("del", index=LOOPBACK_INDEX, address=msg.get_attr("IFA_LOCAL"), prefixlen=msg["prefixlen"])
 
 
 def add_default_routes(ipr: IPRoute, index: int) -> None:
@@ -52,6 +62,22 @@ def add_default_routes(ipr: IPRoute, index: int) -> None:
         ipr.route("add", dst="0.0.0.0/0", oif=index, scope=RT_SCOPE_LINK)
     with netlink_step("add the container's IPv6 default route"):
         ipr.route("add", family=socket.AF_INET6, dst="::/0", oif=index)
+
+
+def ensure_default_routes(ipr: IPRoute, index: int) -> None:
+    """Add back a default route the kernel dropped.
+
+    Linux flushes every IPv4 route through a device when its last IPv4 address goes, so after
+    ``--ipdel`` of the last IPv4 address (or a rollback that re-adds one) the route must return.
+    """
+    with netlink_step("check the container's default routes"):
+        for family, dst, extra in ((socket.AF_INET, "0.0.0.0/0", {"scope": RT_SCOPE_LINK}), (socket.AF_INET6, "::/0", {})):
+            present = any(
+                r["dst_len"] == 0 and r.get_attr("RTA_OIF") == index and r.get_attr("RTA_GATEWAY") is None
+                for r in ipr.route("dump", family=family)
+            )
+            if not present:
+                ipr.route("add", family=family, dst=dst, oif=index, **extra)
 
 
 def add_inside_address(ipr: IPRoute, index: int, address: Address) -> None:

@@ -1,0 +1,293 @@
+"""start/stop/change_addresses on a namespace "node": what they set up, what they leave, bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+
+import pytest
+from pyroute2.netlink.rtnl.ifinfmsg import IFF_NOARP, IFF_UP
+
+import venetfilter.host.container as container_module
+from venetfilter.errors import (
+    AddressRoutedError,
+    HostNetworkError,
+    InterfaceExistsError,
+    InterfaceNotFoundError,
+    InvalidAddressError,
+    InvalidContainerError,
+    NetnsExistsError,
+    NotStartedError,
+)
+from venetfilter.host import (
+    CONTAINER_IFNAME,
+    ContainerNetwork,
+    change_addresses,
+    default_netns_name,
+    network_of,
+    open_iproute,
+    start,
+    stop,
+)
+from venetfilter.host.netns import create_netns, netns_exists, remove_netns
+from venetfilter.netns import NetnsNotFoundError
+
+from .conftest import CT4, CT6, NODE4, UPLINK, Lan, ip, snapshot, unique_name
+
+
+def _link(ns: str, ifname: str) -> dict[str, object]:
+    with open_iproute(ns) as ipr:
+        msg = ipr.link("get", index=ipr.link_lookup(ifname=ifname)[0])[0]
+        return {"flags": msg["flags"], "mac": msg.get("address")}
+
+
+def test_start_sets_up_a_venet_like_network_and_stop_removes_exactly_it(lan: Lan, ctid: str) -> None:
+    before = snapshot(lan.node)
+    network = start(ctid, [CT4, f"{CT6}/64"], host_netns=lan.node)
+    ns = default_netns_name(ctid)
+    assert network == ContainerNetwork(ctid, ns, lan.node, True, True, True, "all", network.addresses)
+    assert [str(a) for a in network.addresses] == [CT4, CT6]
+
+    host_end, inner_end = _link(lan.node, f"ve-{ctid}"), _link(ns, CONTAINER_IFNAME)
+    for end in (host_end, inner_end):
+        assert end["flags"] & IFF_NOARP and end["flags"] & IFF_UP  # type: ignore[operator]
+    assert host_end["mac"] == inner_end["mac"]  # see venetfilter.host.link
+    inside = ip(ns, "-o", "addr", "show", "dev", CONTAINER_IFNAME)
+    assert f"inet {CT4}/32 " in inside and f"inet6 {CT6}/128 " in inside
+    assert "state UP" in ip(ns, "link", "show", "lo") or "LOOPBACK,UP" in ip(ns, "link", "show", "lo")
+    assert ip(ns, "-4", "route", "show", "default").split()[:3] == ["default", "dev", CONTAINER_IFNAME]
+    assert ip(ns, "-6", "route", "show", "default").split()[:3] == ["default", "dev", CONTAINER_IFNAME]
+    assert ip(lan.node, "-4", "route", "show", CT4).split()[:3] == [CT4, "dev", f"ve-{ctid}"]
+    assert ip(lan.node, "-6", "route", "show", CT6).split()[:3] == [CT6, "dev", f"ve-{ctid}"]
+    proxies = ip(lan.node, "neigh", "show", "proxy")
+    assert f"{CT4} dev {UPLINK} proxy" in proxies and f"{CT6} dev {UPLINK} proxy" in proxies
+    assert network_of(ctid, host_netns=lan.node).addresses == network.addresses
+
+    stop(network)
+    assert snapshot(lan.node) == before
+    assert not netns_exists(ns)
+    with pytest.raises(NotStartedError):
+        stop(network)
+
+
+@pytest.fixture
+def bare_netns() -> Iterator[str]:
+    """An existing namespace as a container runtime leaves it: nothing up, not even lo."""
+    name = unique_name()
+    create_netns(name)
+    try:
+        yield name
+    finally:
+        remove_netns(name)
+
+
+@pytest.mark.parametrize("form", ["name", "path", "pid"])
+def test_an_existing_namespace_is_used_and_left_as_found(lan: Lan, ctid: str, bare_netns: str, form: str) -> None:
+    node_before, ct_before = snapshot(lan.node), snapshot(bare_netns)
+    holder = None
+    spec: str | int = bare_netns if form == "name" else f"/run/netns/{bare_netns}"
+    if form == "pid":
+        holder = subprocess.Popen(["ip", "netns", "exec", bare_netns, "sleep", "60"])
+        spec = holder.pid
+        for _ in range(200):
+            if os.stat(f"/proc/{holder.pid}/ns/net").st_ino == os.stat(f"/run/netns/{bare_netns}").st_ino:
+                break
+            subprocess.run(["sleep", "0.01"], check=True)
+    try:
+        network = start(ctid, [CT4], netns=spec, host_netns=lan.node)
+        assert not network.netns_created and network.loopback_raised
+        assert f"inet {CT4}/32" in ip(bare_netns, "addr", "show", "dev", CONTAINER_IFNAME)
+        stop(network)
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+    assert netns_exists(bare_netns) and not netns_exists(default_netns_name(ctid))
+    assert snapshot(lan.node) == node_before
+    assert snapshot(bare_netns) == ct_before
+
+
+def test_the_host_namespace_cannot_be_the_container_namespace(lan: Lan, ctid: str) -> None:
+    with pytest.raises(HostNetworkError, match="is the host's"):
+        start(ctid, [CT4], netns=lan.node, host_netns=lan.node)
+
+
+# -- bad input: a clear error and the node exactly as before ----------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "-x", "much-too-long-id"])
+def test_bad_container_ids(lan: Lan, bad: str) -> None:
+    before = snapshot(lan.node)
+    with pytest.raises(InvalidContainerError):
+        start(bad, [CT4], host_netns=lan.node)
+    assert snapshot(lan.node) == before
+
+
+@pytest.mark.parametrize("bad", ["192.0.2", "224.0.0.1", "::", "nonsense"])
+def test_bad_addresses(lan: Lan, ctid: str, bad: str) -> None:
+    before = snapshot(lan.node)
+    with pytest.raises(InvalidAddressError):
+        start(ctid, [CT4, bad], host_netns=lan.node)
+    assert snapshot(lan.node) == before and not netns_exists(default_netns_name(ctid))
+
+
+def test_unknown_container_has_no_network(lan: Lan, ctid: str) -> None:
+    with pytest.raises(NotStartedError, match=ctid):
+        network_of(ctid, host_netns=lan.node)
+    with pytest.raises(NotStartedError):
+        stop(ContainerNetwork(ctid, default_netns_name(ctid), lan.node, addresses=()))
+    with pytest.raises(NotStartedError):
+        change_addresses(ContainerNetwork(ctid, default_netns_name(ctid), lan.node), [CT4])
+
+
+def test_missing_namespaces(lan: Lan, ctid: str) -> None:
+    before = snapshot(lan.node)
+    with pytest.raises(NetnsNotFoundError):
+        start(ctid, [CT4], netns="vftest-no-such-ns", host_netns=lan.node)
+    with pytest.raises(NetnsNotFoundError):
+        start(ctid, [CT4], host_netns="vftest-no-such-ns")
+    assert snapshot(lan.node) == before
+    assert not netns_exists(default_netns_name(ctid)) and not netns_exists("vftest-no-such-ns")
+
+
+def test_default_namespace_already_there(lan: Lan, ctid: str) -> None:
+    create_netns(default_netns_name(ctid))  # the ctid fixture removes it
+    with pytest.raises(NetnsExistsError, match="--netns"):
+        start(ctid, [CT4], host_netns=lan.node)
+
+
+def test_host_interface_name_clash(lan: Lan, ctid: str) -> None:
+    with open_iproute(lan.node) as ipr:
+        ipr.link("add", ifname=f"ve-{ctid}", kind="veth", peer=f"x-{ctid}")
+    before = snapshot(lan.node)
+    with pytest.raises(InterfaceExistsError, match=f"ve-{ctid}"):
+        start(ctid, [CT4], host_netns=lan.node)
+    assert snapshot(lan.node) == before and not netns_exists(default_netns_name(ctid))
+
+
+def test_container_interface_name_clash(lan: Lan, ctid: str, bare_netns: str) -> None:
+    with open_iproute(bare_netns) as ipr:
+        ipr.link("add", ifname=CONTAINER_IFNAME, kind="veth", peer="other0")
+    node_before, ct_before = snapshot(lan.node), snapshot(bare_netns)
+    with pytest.raises(InterfaceExistsError, match=CONTAINER_IFNAME):
+        start(ctid, [CT4], netns=bare_netns, host_netns=lan.node)
+    assert snapshot(lan.node) == node_before and snapshot(bare_netns) == ct_before
+
+
+def test_address_routed_elsewhere(lan: Lan, ctid: str) -> None:
+    ip(lan.node, "route", "add", f"{CT4}/32", "dev", UPLINK)
+    before = snapshot(lan.node)
+    with pytest.raises(AddressRoutedError, match=f"{CT4}.*{UPLINK}"):
+        start(ctid, [CT6, CT4], host_netns=lan.node)
+    with pytest.raises(AddressRoutedError, match="local address"):
+        start(ctid, [NODE4], host_netns=lan.node)
+    assert snapshot(lan.node) == before and not netns_exists(default_netns_name(ctid))
+
+
+def test_address_of_another_started_container(lan: Lan, ctid: str) -> None:
+    other = ctid + "b"
+    first = start(other, [CT4], host_netns=lan.node)
+    try:
+        before = snapshot(lan.node)
+        with pytest.raises(AddressRoutedError, match=f"ve-{other}"):
+            start(ctid, [CT4], host_netns=lan.node)
+        assert snapshot(lan.node) == before
+    finally:
+        stop(first)
+
+
+def test_listed_neighbour_device_missing(lan: Lan, ctid: str) -> None:
+    before = snapshot(lan.node)
+    with pytest.raises(InterfaceNotFoundError, match="eth9"):
+        start(ctid, [CT4], host_netns=lan.node, neighbour_devs="list:eth9")
+    assert snapshot(lan.node) == before
+
+
+def test_failure_part_way_rolls_everything_back(lan: Lan, ctid: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = snapshot(lan.node)
+    real = container_module.add_proxy
+    calls: list[object] = []
+
+    def failing(ipr: object, address: object, index: int) -> bool:
+        calls.append(address)
+        if len(calls) == 2:
+            raise HostNetworkError("injected failure")
+        return real(ipr, address, index)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(container_module, "add_proxy", failing)
+    with pytest.raises(HostNetworkError, match="injected"):
+        start(ctid, [CT4, CT6], host_netns=lan.node)
+    assert len(calls) == 2
+    assert snapshot(lan.node) == before and not netns_exists(default_netns_name(ctid))
+
+
+# -- runtime address changes -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def started(lan: Lan, ctid: str) -> Iterator[ContainerNetwork]:
+    network = start(ctid, [CT4, CT6], host_netns=lan.node)
+    try:
+        yield network
+    finally:
+        stop(network)
+
+
+def test_change_adds_and_removes_at_once(lan: Lan, started: ContainerNetwork) -> None:
+    ns = started.netns
+    changed = change_addresses(started, ["192.0.2.11", "2001:db8:1::11"], [CT4])
+    assert [str(a) for a in changed.addresses] == [CT6, "192.0.2.11", "2001:db8:1::11"]
+    inside = ip(ns, "-o", "addr", "show", "dev", CONTAINER_IFNAME)
+    assert CT4 not in inside and "192.0.2.11/32" in inside and "2001:db8:1::11/128" in inside
+    routes = ip(lan.node, "route", "show", "dev", f"ve-{started.ctid}")
+    assert CT4 not in routes and "192.0.2.11" in routes
+    proxies = ip(lan.node, "neigh", "show", "proxy")
+    assert CT4 not in proxies and "192.0.2.11 dev uplink0" in proxies and "2001:db8:1::11 dev uplink0" in proxies
+    again = change_addresses(changed, ["192.0.2.11"], ["198.51.100.99"])  # nothing to do
+    assert again.addresses == changed.addresses
+
+
+def test_change_rolls_back_when_a_step_fails(lan: Lan, started: ContainerNetwork) -> None:
+    # 192.0.2.12 is already on venet0 inside (put there behind our back): adding it fails after
+    # CT4 was removed and 192.0.2.11 added; both must be undone.
+    ip(started.netns, "addr", "add", "192.0.2.12/32", "dev", CONTAINER_IFNAME)
+    node_before, ct_before = snapshot(lan.node), snapshot(started.netns)
+    with pytest.raises(HostNetworkError, match="192.0.2.12"):
+        change_addresses(started, ["192.0.2.11", "192.0.2.12"], [CT4])
+    assert snapshot(lan.node) == node_before
+    assert snapshot(started.netns) == ct_before
+
+
+def test_change_refuses_an_address_routed_elsewhere(lan: Lan, started: ContainerNetwork) -> None:
+    ip(lan.node, "route", "add", "192.0.2.13/32", "dev", UPLINK)
+    node_before, ct_before = snapshot(lan.node), snapshot(started.netns)
+    with pytest.raises(AddressRoutedError):
+        change_addresses(started, ["192.0.2.13"], [CT4])
+    assert snapshot(lan.node) == node_before and snapshot(started.netns) == ct_before
+
+
+def test_rollback_after_the_last_ipv4_address_went_restores_the_default_route(
+    lan: Lan, started: ContainerNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Removing CT4 (the only IPv4 address) makes the kernel drop the IPv4 default route inside.
+    node_before, ct_before = snapshot(lan.node), snapshot(started.netns)
+    real = container_module.add_host_route
+
+    def failing(ipr: object, address: object, index: int) -> None:
+        if str(address) == "192.0.2.11":
+            raise HostNetworkError("injected failure")
+        real(ipr, address, index)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(container_module, "add_host_route", failing)
+    with pytest.raises(HostNetworkError, match="injected"):
+        change_addresses(started, ["192.0.2.11"], [CT4])
+    assert snapshot(lan.node) == node_before
+    assert snapshot(started.netns) == ct_before
+
+
+def test_deleting_every_ipv4_address_then_adding_one_keeps_a_default_route(lan: Lan, started: ContainerNetwork) -> None:
+    gone = change_addresses(started, [], [CT4])
+    back = change_addresses(gone, ["192.0.2.11"], [])
+    assert [str(a) for a in back.addresses] == [CT6, "192.0.2.11"]
+    assert ip(started.netns, "-4", "route", "show", "default").split()[:3] == ["default", "dev", CONTAINER_IFNAME]
