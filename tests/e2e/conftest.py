@@ -1,0 +1,137 @@
+"""The end-to-end topology: a hardware node, two containers started with `venetctl start`, an outside
+host behind an uplink; rules installed and a worker running, all in namespaces made for the test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from venetfilter.worker import request
+
+UPLINK_V4, OUTSIDE_V4 = "198.51.100.1", "198.51.100.2"
+UPLINK_V6, OUTSIDE_V6 = "2001:db8:ffff::1", "2001:db8:ffff::2"
+ADDRESSES = {"101": ("192.0.2.1", "2001:db8:1::1"), "102": ("192.0.2.2", "2001:db8:2::2")}
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@dataclass
+class Stack:
+    host: str
+    outside: str
+    containers: dict[str, str]  # ctid -> netns
+    conf_dir: Path
+    run_dir: Path
+    worker: subprocess.Popen | None = None
+    worker_args: list[str] = field(default_factory=list)
+
+    def venetctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """`venetctl ARGS` run on the hardware node (inside the host namespace)."""
+        command = ["ip", "netns", "exec", self.host, sys.executable, "-m", "venetfilter.cli",
+                   "--conf-dir", str(self.conf_dir), "--run-dir", str(self.run_dir), *args]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise AssertionError(f"venetctl {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def start_worker(self, *extra: str) -> None:
+        self.worker_args = list(extra)
+        log = open(self.run_dir / "worker.log", "ab")  # noqa: SIM115 (kept by the process)
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "venetfilter.cli", "worker", "--netns", self.host,
+             "--run-dir", str(self.run_dir), "--log-rate", "1000", *extra],
+            stdout=log, stderr=log,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.worker.poll() is not None:
+                raise AssertionError(f"worker exited with {self.worker.returncode}: {self.worker_log()}")
+            try:
+                if request(self.run_dir, b"stats\n", timeout=1).startswith(b"{"):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("worker did not come up")
+
+    def stop_worker(self, sig: int = 15) -> int:
+        assert self.worker is not None
+        self.worker.send_signal(sig)
+        code = self.worker.wait(timeout=10)
+        self.worker = None
+        return code
+
+    def stats(self) -> dict:
+        return json.loads(request(self.run_dir, b"stats\n"))
+
+    def counter(self, ctid: str, verdict: str) -> int:
+        return self.stats()["containers"].get(ctid, {}).get(verdict, 0)
+
+    def worker_log(self) -> str:
+        return (self.run_dir / "worker.log").read_text(errors="replace")
+
+
+def build(make_netns, tmp_path: Path, *, fail_open: bool = False, worker: bool = True) -> Stack:
+    host, outside = make_netns("vfh"), make_netns("vfo")
+    containers = {ctid: make_netns("vfc") for ctid in ADDRESSES}
+    stack = Stack(host, outside, containers, tmp_path / "conf", tmp_path / "run")
+    stack.run_dir.mkdir(mode=0o700)
+    # the uplink: the outside host's default route points at the node
+    ip("-n", host, "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", outside)
+    ip("-n", host, "addr", "add", f"{UPLINK_V4}/24", "dev", "up0")
+    ip("-n", host, "addr", "add", f"{UPLINK_V6}/64", "dev", "up0", "nodad")
+    ip("-n", host, "link", "set", "up0", "up")
+    ip("-n", outside, "addr", "add", f"{OUTSIDE_V4}/24", "dev", "eth0")
+    ip("-n", outside, "addr", "add", f"{OUTSIDE_V6}/64", "dev", "eth0", "nodad")
+    ip("-n", outside, "link", "set", "eth0", "up")
+    ip("-n", outside, "route", "add", "default", "via", UPLINK_V4)
+    ip("-n", outside, "-6", "route", "add", "default", "via", UPLINK_V6)
+    stack.venetctl("sysctl", "--apply")
+    for ctid, (v4, v6) in ADDRESSES.items():
+        stack.venetctl("set", ctid, "--ipadd", f"{v4},{v6}", "--save")
+        stack.venetctl("start", ctid, "--netns", containers[ctid])
+    stack.venetctl("rules", "install", "--netns", host, *(["--fail-open"] if fail_open else []))
+    if worker:
+        stack.start_worker(*(["--fail-open"] if fail_open else []))
+    return stack
+
+
+def teardown(stack: Stack) -> None:
+    if stack.worker is not None:
+        stack.worker.kill()
+        stack.worker.wait()
+    for ctid in stack.containers:
+        stack.venetctl("stop", ctid, check=False)
+
+
+@pytest.fixture
+def stack(make_netns, tmp_path):
+    """The whole stack, fail-closed rules, a worker running."""
+    built = build(make_netns, tmp_path)
+    try:
+        yield built
+    finally:
+        teardown(built)
+
+
+@pytest.fixture
+def stack_fail_open(make_netns, tmp_path):
+    built = build(make_netns, tmp_path, fail_open=True)
+    try:
+        yield built
+    finally:
+        teardown(built)
+
+
+@pytest.fixture(autouse=True)
+def _root_only():
+    if os.geteuid() != 0:
+        pytest.fail("the end-to-end tests need root (network namespaces, iptables)")

@@ -1,0 +1,251 @@
+"""venet's rules enforced on real traffic: rules + worker + containers started with `venetctl start`."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.e2e.conftest import ADDRESSES, OUTSIDE_V4, OUTSIDE_V6, UPLINK_V4, UPLINK_V6, ip
+from tests.e2e.traffic import TcpEcho, UdpEcho, ping, tcp_probe, udp_probe
+from venetfilter.config import ContainerManager
+from venetfilter.host.applier import HostApplier
+
+pytestmark = pytest.mark.netns
+PORT = 7000
+FAMILIES = {4: (0, OUTSIDE_V4, UPLINK_V4), 6: (1, OUTSIDE_V6, UPLINK_V6)}
+
+
+def own(ctid: str, family: int) -> str:
+    return ADDRESSES[ctid][FAMILIES[family][0]]
+
+
+@pytest.fixture
+def servers(stack):
+    """UDP and TCP echo servers on the outside host, on the node itself and in container 102."""
+    made = []
+    for ns, addresses in ((stack.outside, (OUTSIDE_V4, OUTSIDE_V6)), (stack.host, (UPLINK_V4, UPLINK_V6)),
+                          (stack.containers["102"], ADDRESSES["102"])):
+        for address in addresses:
+            made += [UdpEcho(ns, address, PORT), TcpEcho(ns, address, PORT)]
+    yield made
+    for server in made:
+        server.close()
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_containers_reach_outside_host_and_each_other(stack, servers, family):
+    c101, c102 = stack.containers["101"], stack.containers["102"]
+    _, outside, node = FAMILIES[family]
+    source = own("101", family)
+    for destination in (outside, node, own("102", family)):
+        assert ping(c101, source, destination), f"ICMP {source} -> {destination}"
+        assert udp_probe(c101, source, destination, PORT), f"UDP {source} -> {destination}"
+        assert tcp_probe(c101, source, destination, PORT), f"TCP {source} -> {destination}"
+    assert ping(stack.outside, outside, own("101", family)), "the outside host reaches the container"
+    assert ping(stack.host, node, own("102", family)), "the node itself reaches the container"
+    assert ping(c102, own("102", family), source)
+    counters = stack.stats()["containers"]
+    assert counters["101"]["ACCEPT"] > 0 and counters["102"]["ACCEPT"] > 0
+    assert counters["101"]["DROP_SOURCE"] == 0 and counters["101"]["DROP_DESTINATION"] == 0
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_address_a_container_gives_itself_is_dropped(stack, servers, family):
+    """Its root user adds an address inside: packets from it go nowhere, to the outside, the node or
+    another container; its real address keeps working."""
+    c101 = stack.containers["101"]
+    _, outside, node = FAMILIES[family]
+    stolen = "192.0.2.77" if family == 4 else "2001:db8:1::77"
+    ip("-n", c101, "addr", "add", f"{stolen}/{32 if family == 4 else 128}", "dev", "venet0", *(["nodad"] if family == 6 else []))
+    before = stack.counter("101", "DROP_SOURCE")
+    for destination in (outside, node, own("102", family)):
+        assert not udp_probe(c101, stolen, destination, PORT, timeout=0.3)
+        assert not tcp_probe(c101, stolen, destination, PORT, timeout=0.5)
+        assert not ping(c101, stolen, destination, timeout=0.5)
+    assert stack.counter("101", "DROP_SOURCE") >= before + 9
+    # another container's address, taken inside: dropped too
+    taken = own("102", family)
+    ip("-n", c101, "addr", "add", f"{taken}/{32 if family == 4 else 128}", "dev", "venet0", *(["nodad"] if family == 6 else []))
+    assert not udp_probe(c101, taken, outside, PORT, timeout=0.3)
+    assert udp_probe(c101, own("101", family), outside, PORT)
+    assert f"container=101 {stolen} -> " in stack.worker_log()
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_traffic_to_an_address_the_container_does_not_own_is_dropped(stack, family):
+    """The node routes an unowned address to container 101 (a mistake, or a hostile neighbour), and
+    101 even answers for it inside: nothing reaches it, from outside or from the node itself."""
+    c101 = stack.containers["101"]
+    _, outside, node = FAMILIES[family]
+    unowned = "192.0.2.88" if family == 4 else "2001:db8:1::88"
+    prefix = 32 if family == 4 else 128
+    ip("-n", c101, "addr", "add", f"{unowned}/{prefix}", "dev", "venet0", *(["nodad"] if family == 6 else []))
+    ip("-n", stack.host, "route", "add", f"{unowned}/{prefix}", "dev", "ve-101")
+    echo = UdpEcho(c101, unowned, PORT)
+    try:
+        before = stack.counter("101", "DROP_DESTINATION")
+        assert not ping(stack.outside, outside, unowned, timeout=0.5)
+        assert not ping(stack.host, node, unowned, timeout=0.5)
+        assert not udp_probe(stack.outside, outside, unowned, PORT, timeout=0.3)
+        assert echo.received == 0
+        assert stack.counter("101", "DROP_DESTINATION") >= before + 3
+        assert ping(stack.outside, outside, own("101", family))
+    finally:
+        echo.close()
+
+
+def test_live_changes_take_effect_within_200_ms(stack, servers):
+    """`set --ipadd X` makes X work and `set --ipdel X` stops it, each within 200 ms of the call;
+    the call returns once the worker has confirmed the reload."""
+    c101 = stack.containers["101"]
+    manager = ContainerManager(stack.conf_dir, stack.run_dir, applier=HostApplier(stack.run_dir / "host"))
+    extra = "192.0.2.50"
+    start = time.monotonic()
+    manager.set("101", add=[extra])
+    while not udp_probe(c101, extra, OUTSIDE_V4, PORT, timeout=0.05):
+        assert time.monotonic() - start < 0.2, "the added address did not work within 200 ms"
+    added_after = time.monotonic() - start
+
+    start = time.monotonic()
+    manager.set("101", delete=[extra])
+    deleted_after = time.monotonic() - start
+    assert deleted_after < 0.2
+    # the container's root puts the address back by hand: the filter must now drop it
+    ip("-n", c101, "addr", "add", f"{extra}/32", "dev", "venet0")
+    assert not udp_probe(c101, extra, OUTSIDE_V4, PORT, timeout=0.3)
+    assert udp_probe(c101, own("101", 4), OUTSIDE_V4, PORT)
+    print(f"added address worked after {added_after * 1000:.0f} ms, deleted one refused after {deleted_after * 1000:.0f} ms")
+
+
+def test_venetctl_set_is_live_for_the_worker(stack, servers):
+    """The same through the command line, as an admin would type it."""
+    c101 = stack.containers["101"]
+    stack.venetctl("set", "101", "--ipadd", "2001:db8:1::50")
+    assert udp_probe(c101, "2001:db8:1::50", OUTSIDE_V6, PORT)
+    stack.venetctl("set", "101", "--ipdel", "2001:db8:1::50")
+    ip("-n", c101, "addr", "add", "2001:db8:1::50/128", "dev", "venet0", "nodad")
+    assert not udp_probe(c101, "2001:db8:1::50", OUTSIDE_V6, PORT, timeout=0.3)
+
+
+def test_no_loss_during_100_reloads(stack):
+    """A steady UDP stream from container 102 while container 101 changes 100 times."""
+    echo = UdpEcho(stack.outside, OUTSIDE_V4, PORT + 1)
+    manager = ContainerManager(stack.conf_dir, stack.run_dir, applier=HostApplier(stack.run_dir / "host"))
+    stop = threading.Event()
+    sent = [0]
+    from tests.e2e.traffic import in_netns
+    import socket
+
+    sock = in_netns(stack.containers["102"], lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    sock.bind((own("102", 4), 0))
+
+    def stream() -> None:
+        while not stop.is_set() and sent[0] < 20000:
+            sock.sendto(b"x" * 32, (OUTSIDE_V4, PORT + 1))
+            sent[0] += 1
+            time.sleep(0.0005)
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    reloads_before = stack.stats()["reloads"]
+    try:
+        for i in range(50):
+            manager.set("101", add=[f"198.51.100.{100 + i}"])
+            manager.set("101", delete=[f"198.51.100.{100 + i}"])
+    finally:
+        stop.set()
+        thread.join()
+    time.sleep(0.3)
+    echo.close()
+    sock.close()
+    assert stack.stats()["reloads"] >= reloads_before + 100
+    assert sent[0] > 500
+    assert echo.received == sent[0], f"{sent[0] - echo.received} of {sent[0]} datagrams lost during reloads"
+    assert stack.counter("102", "DROP_SOURCE") == 0
+
+
+def test_worker_killed_fails_closed_and_traffic_resumes(stack, servers):
+    c101 = stack.containers["101"]
+    ip("-n", c101, "addr", "add", "192.0.2.77/32", "dev", "venet0")
+    assert udp_probe(c101, own("101", 4), OUTSIDE_V4, PORT)
+    assert stack.stop_worker(signal.SIGKILL) == -signal.SIGKILL
+    # down: nothing passes, the spoofed address least of all
+    assert not udp_probe(c101, own("101", 4), OUTSIDE_V4, PORT, timeout=0.3)
+    assert not udp_probe(c101, "192.0.2.77", OUTSIDE_V4, PORT, timeout=0.3)
+    assert not ping(stack.outside, OUTSIDE_V4, own("101", 4), timeout=0.5)
+    stack.start_worker()
+    assert udp_probe(c101, own("101", 4), OUTSIDE_V4, PORT)
+    assert not udp_probe(c101, "192.0.2.77", OUTSIDE_V4, PORT, timeout=0.3)
+
+
+def test_sigterm_stops_cleanly_and_sighup_reloads(stack, servers):
+    assert stack.worker is not None
+    generation = stack.stats()["generation"]
+    stack.worker.send_signal(signal.SIGHUP)
+    time.sleep(0.2)
+    assert stack.stats()["reloads"] >= 2 and stack.stats()["generation"] == generation
+    assert stack.stop_worker(signal.SIGTERM) == 0
+    assert not (stack.run_dir / "worker.sock").exists()
+    assert "Traceback" not in stack.worker_log()
+
+
+def test_fail_open_lets_traffic_pass_without_a_worker(make_netns, tmp_path):
+    from tests.e2e.conftest import build, teardown
+
+    stack = build(make_netns, tmp_path, fail_open=True)
+    echo = UdpEcho(stack.outside, OUTSIDE_V4, PORT)
+    try:
+        c101 = stack.containers["101"]
+        assert stack.venetctl("rules", "show", "--netns", stack.host).stdout.count("--queue-bypass") == 4
+        assert not udp_probe(c101, "192.0.2.77", OUTSIDE_V4, PORT, timeout=0.3)  # worker up: filtered
+        stack.stop_worker(signal.SIGKILL)
+        assert udp_probe(c101, own("101", 4), OUTSIDE_V4, PORT)  # worker down: bypassed
+    finally:
+        echo.close()
+        teardown(stack)
+
+
+@pytest.mark.parametrize("backend", ["native", "netfilterqueue"])
+def test_both_backends_enforce(stack, servers, backend):
+    stack.stop_worker()
+    stack.start_worker("--backend", backend)
+    assert stack.stats()["backend"] == backend
+    c101 = stack.containers["101"]
+    ip("-n", c101, "addr", "add", "192.0.2.77/32", "dev", "venet0")
+    assert udp_probe(c101, own("101", 4), OUTSIDE_V4, PORT)
+    assert tcp_probe(c101, own("101", 6), OUTSIDE_V6, PORT)
+    assert not udp_probe(c101, "192.0.2.77", OUTSIDE_V4, PORT, timeout=0.3)
+    assert stack.counter("101", "DROP_SOURCE") >= 1
+
+
+def test_queue_in_use_is_a_clear_error(stack):
+    result = subprocess.run(
+        [sys.executable, "-m", "venetfilter.cli", "worker", "--netns", stack.host, "--run-dir", str(stack.run_dir / "other")],
+        capture_output=True, text=True, timeout=20,
+    )
+    assert result.returncode != 0
+    assert "cannot bind NFQUEUE 0: is another worker bound to it?" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert stack.worker is not None and stack.worker.poll() is None  # the first worker is unharmed
+
+
+def test_worker_without_permission_is_a_clear_error(stack):
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "venetfilter.cli",
+         "worker", "--queue", "9", "--run-dir", str(stack.run_dir / "nobody")],
+        capture_output=True, text=True, timeout=20,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_stats_command(stack):
+    out = stack.venetctl("stats").stdout
+    assert "native backend" in out and "101:" in out
+    assert '"DROP_SOURCE"' in stack.venetctl("stats", "--json").stdout
