@@ -26,28 +26,17 @@ def extensions() -> list[Extension]:
     }
     macros = [("CYTHON_TRACE_NOGIL", "1")] if DEBUG else []
     cflags = ["-O0", "-g"] if DEBUG else ["-O2"]
+
+    def extension(name: str, libraries: tuple[str, ...] = ()) -> Extension:
+        source = "src/" + name.replace(".", "/") + ".pyx"
+        return Extension(name, [source], libraries=list(libraries), define_macros=macros, extra_compile_args=cflags)
+
+    nfqueue = ("netfilter_queue", "nfnetlink")
     modules = [
-        Extension(
-            "venetfilter.core._core",
-            ["src/venetfilter/core/_core.pyx"],
-            define_macros=macros,
-            extra_compile_args=cflags,
-        ),
+        extension("venetfilter.core._core"),
         # cimports netfilterqueue's _impl.pxd: netfilterqueue must be installed when this is built
-        Extension(
-            "venetfilter.worker._queue_flags",
-            ["src/venetfilter/worker/_queue_flags.pyx"],
-            libraries=["netfilter_queue", "nfnetlink"],
-            define_macros=macros,
-            extra_compile_args=cflags,
-        ),
-        Extension(
-            "venetfilter.worker._native",
-            ["src/venetfilter/worker/_native.pyx"],
-            libraries=["netfilter_queue", "nfnetlink"],
-            define_macros=macros,
-            extra_compile_args=cflags,
-        ),
+        extension("venetfilter.worker._queue_flags", nfqueue),
+        extension("venetfilter.worker._native", nfqueue),
     ]
     return cythonize(modules, compiler_directives=directives, include_path=["src"])
 

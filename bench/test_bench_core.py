@@ -14,7 +14,7 @@ from array import array
 
 import pytest
 
-from bench.naive import NaiveClassifier
+from tests.oracle import NaiveClassifier
 from tests.packets import ipv4, ipv6
 from venetfilter import Verdict
 from venetfilter.core import CAddressTable, PyAddressTable

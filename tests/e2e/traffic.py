@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from venetfilter.netns import enter_netns
 
-__all__ = ["UdpEcho", "in_netns", "ping", "tcp_probe", "udp_probe"]
+__all__ = ["TcpEcho", "UdpEcho", "in_netns", "ping", "tcp_probe", "udp_probe"]
 
 T = TypeVar("T")
 
@@ -41,14 +41,16 @@ def _family(address: str) -> int:
     return socket.AF_INET6 if ":" in address else socket.AF_INET
 
 
-class UdpEcho:
-    """A UDP server in `netns` answering every datagram with the same bytes, counting them."""
+class _Server:
+    """A server socket in a namespace, served by a thread until `close()`."""
 
-    def __init__(self, netns: str, address: str, port: int) -> None:
-        self.sock = in_netns(netns, lambda: socket.socket(_family(address), socket.SOCK_DGRAM))
+    def __init__(self, netns: str, address: str, port: int, kind: int) -> None:
+        self.sock = in_netns(netns, lambda: socket.socket(_family(address), kind))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((address, port))
+        if kind == socket.SOCK_STREAM:
+            self.sock.listen(16)
         self.sock.settimeout(0.2)
-        self.received = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -56,16 +58,30 @@ class UdpEcho:
     def _serve(self) -> None:
         while not self._stop.is_set():
             try:
-                data, peer = self.sock.recvfrom(2048)
+                self._serve_one()
             except TimeoutError:
                 continue
-            self.received += 1
-            self.sock.sendto(data, peer)
+
+    def _serve_one(self) -> None:
+        raise NotImplementedError
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
         self.sock.close()
+
+
+class UdpEcho(_Server):
+    """A UDP server in `netns` answering every datagram with the same bytes, counting them."""
+
+    def __init__(self, netns: str, address: str, port: int) -> None:
+        self.received = 0
+        super().__init__(netns, address, port, socket.SOCK_DGRAM)
+
+    def _serve_one(self) -> None:
+        data, peer = self.sock.recvfrom(2048)
+        self.received += 1
+        self.sock.sendto(data, peer)
 
 
 def udp_probe(netns: str, source: str, destination: str, port: int, timeout: float = 0.5) -> bool:
@@ -85,36 +101,20 @@ def udp_probe(netns: str, source: str, destination: str, port: int, timeout: flo
             return False
 
 
-class TcpEcho:
+class TcpEcho(_Server):
     """A TCP server in `netns` echoing what each connection sends."""
 
     def __init__(self, netns: str, address: str, port: int) -> None:
-        self.sock = in_netns(netns, lambda: socket.socket(_family(address), socket.SOCK_STREAM))
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((address, port))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__(netns, address, port, socket.SOCK_STREAM)
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
+    def _serve_one(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.settimeout(1)
             try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(1)
-                try:
-                    conn.sendall(conn.recv(1024))
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
+                conn.sendall(conn.recv(1024))
+            except OSError:
+                pass
 
 
 def tcp_probe(netns: str, source: str, destination: str, port: int, timeout: float = 1.0) -> bool:

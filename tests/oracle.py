@@ -1,4 +1,6 @@
-"""The classifier a user would write first: `ipaddress` objects and Python sets. The baseline."""
+"""venet's rules written again from the spec with `ipaddress` objects and Python sets.
+
+The tests' oracle, and the benchmarks' baseline: what a user would write first."""
 
 from __future__ import annotations
 
