@@ -35,8 +35,7 @@ def unique_name(prefix: str = NETNS_PREFIX) -> str:
 
 
 def _no_dad() -> None:
-    """No IPv6 duplicate address detection on new links: their addresses (and the local routes
-    that come with them) appear at once, not a second later in the middle of a snapshot."""
+    """No IPv6 duplicate address detection: an address and its local route appear at once."""
     for scope in ("all", "default"):
         with open(f"/proc/sys/net/ipv6/conf/{scope}/accept_dad", "w") as handle:
             handle.write("0\n")
@@ -92,9 +91,19 @@ def _veth_between(a: str, a_name: str, b: str, b_name: str) -> None:
         os.close(fd)
 
 
-def _address(ns: str, ifname: str, *addresses: tuple[str, int]) -> None:
+NO_LINK_LOCAL = {"attrs": [["AF_INET6", {"attrs": [["IFLA_INET6_ADDR_GEN_MODE", 1]]}]]}
+
+
+def link_up(ns: str, ifname: str, *addresses: tuple[str, int]) -> None:
+    """Bring `ifname` up with `addresses`, all at once and for good.
+
+    The kernel would add a link's IPv6 link-local address only once its carrier event has been
+    processed, up to a second later, in the middle of a snapshot; so generation is off and the
+    caller gives the link-local address (if any) itself, without DAD.
+    """
     with open_iproute(ns) as ipr:
         index = ipr.link_lookup(ifname=ifname)[0]
+        ipr.link("set", index=index, IFLA_AF_SPEC=NO_LINK_LOCAL)
         ipr.link("set", index=index, state="up")
         for address, prefixlen in addresses:
             extra = {"flags": IFA_F_NODAD} if ":" in address else {}
@@ -110,8 +119,8 @@ def lan(make_netns: Callable[[], str]) -> Lan:
     """
     node, outside = make_netns(), make_netns()
     _veth_between(node, UPLINK, outside, "eth0")
-    _address(node, UPLINK, (NODE4, 24), (NODE6, 64))
-    _address(outside, "eth0", (OUTSIDE4, 24), (OUTSIDE6, 64))
+    link_up(node, UPLINK, ("fe80::fe", 64), (NODE4, 24), (NODE6, 64))
+    link_up(outside, "eth0", ("fe80::1", 64), (OUTSIDE4, 24), (OUTSIDE6, 64))
     apply_sysctls(node)
     return Lan(node, outside)
 

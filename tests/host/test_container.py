@@ -46,7 +46,8 @@ def test_start_sets_up_a_venet_like_network_and_stop_removes_exactly_it(lan: Lan
     before = snapshot(lan.node)
     network = start(ctid, [CT4, f"{CT6}/64"], host_netns=lan.node)
     ns = default_netns_name(ctid)
-    assert network == ContainerNetwork(ctid, ns, lan.node, True, True, True, "all", network.addresses)
+    assert network == ContainerNetwork(ctid, ns, lan.node, True, True, True, "all", network.addresses, network.host_index)
+    assert network.host_index == int(ip(lan.node, "-o", "link", "show", f"ve-{ctid}").split(":")[0])
     assert [str(a) for a in network.addresses] == [CT4, CT6]
 
     host_end, inner_end = _link(lan.node, f"ve-{ctid}"), _link(ns, CONTAINER_IFNAME)

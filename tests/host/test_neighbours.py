@@ -11,7 +11,7 @@ from venetfilter.errors import HostNetworkError
 from venetfilter.host import open_iproute, parse_neighbour_devs, start, stop
 from venetfilter.host.neighbours import all_uplinks, format_neighbour_devs, proxy_entries
 
-from .conftest import CT4, UPLINK, Lan, _address, _veth_between, ip, snapshot
+from .conftest import CT4, UPLINK, Lan, _veth_between, ip, link_up, snapshot
 
 OTHER4 = "198.51.100.10"
 
@@ -21,18 +21,19 @@ def node(lan: Lan, make_netns: Callable[[], str]) -> Lan:
     """The LAN node plus a second uplink (198.51.100.0/24) and links `all` must skip."""
     second = make_netns()
     _veth_between(lan.node, "uplink1", second, "eth0")
-    _address(lan.node, "uplink1", ("198.51.100.254", 24))
-    _address(second, "eth0", ("198.51.100.1", 24))
+    link_up(lan.node, "uplink1", ("198.51.100.254", 24))
+    link_up(second, "eth0", ("198.51.100.1", 24))
     with open_iproute(lan.node) as ipr:
         ipr.link("add", ifname="down0", kind="veth", peer="down0p")  # stays down
         ipr.link("add", ifname="noarp0", kind="veth", peer="noarp0p")
         ipr.link("add", ifname="ll0", kind="veth", peer="ll0p")  # up, link-local addresses only
-        for name in ("noarp0", "noarp0p", "ll0", "ll0p"):
-            ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
         noarp = ipr.link_lookup(ifname="noarp0")[0]
         ipr.link("set", index=noarp, flags=IFF_NOARP, change=IFF_NOARP)
-        ipr.addr("add", index=noarp, address="203.0.113.1", prefixlen=24)
         ipr.addr("add", index=ipr.link_lookup(ifname="down0")[0], address="203.0.113.2", prefixlen=32)
+    link_up(lan.node, "noarp0", ("203.0.113.1", 24))
+    link_up(lan.node, "noarp0p")
+    link_up(lan.node, "ll0", ("fe80::2", 64), ("169.254.0.2", 16))
+    link_up(lan.node, "ll0p", ("fe80::3", 64))
     return lan
 
 

@@ -90,6 +90,8 @@ class ContainerNetwork:
     """Bringing ``lo`` up gave it 127.0.0.1/8; `stop` removes it again."""
     neighbour_devs: NeighbourDevs = "all"
     addresses: tuple[Address, ...] = field(default=())
+    host_index: int = 0
+    """The interface index of ``ve-CTID`` in the host's namespace (0: unknown)."""
 
     @property
     def host_ifname(self) -> str:
@@ -107,6 +109,7 @@ class ContainerNetwork:
             "loopback_address_added": self.loopback_address_added,
             "neighbour_devs": format_neighbour_devs(self.neighbour_devs),
             "addresses": [str(a) for a in self.addresses],
+            "host_index": self.host_index,
         }
 
     @classmethod
@@ -127,6 +130,7 @@ class ContainerNetwork:
                 loopback_address_added=bool(data["loopback_address_added"]),
                 neighbour_devs=parse_neighbour_devs(data["neighbour_devs"]),
                 addresses=tuple(parse_address(a) for a in data["addresses"]),
+                host_index=int(data["host_index"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise HostNetworkError(f"bad container network record: {exc}") from exc
@@ -211,7 +215,7 @@ def start(
                 remove_netns(str(netns))
             raise
     return ContainerNetwork(
-        ctid, _spec(netns) or "", _spec(host_netns), created, raised, lo_address, devs, tuple(wanted)
+        ctid, _spec(netns) or "", _spec(host_netns), created, raised, lo_address, devs, tuple(wanted), link.host_index
     )
 
 
@@ -227,7 +231,9 @@ def network_of(ctid: str, *, netns: NetnsSpec = None, host_netns: NetnsSpec = No
         if index is None:
             raise NotStartedError(ctid, describe_netns(host_netns))
         addresses = tuple(routed_addresses(host, index))
-    return ContainerNetwork(ctid, _spec(netns) or default_netns_name(ctid), _spec(host_netns), addresses=addresses)
+    return ContainerNetwork(
+        ctid, _spec(netns) or default_netns_name(ctid), _spec(host_netns), addresses=addresses, host_index=index
+    )
 
 
 def stop(network: ContainerNetwork) -> None:
@@ -296,4 +302,4 @@ def change_addresses(
             ensure_default_routes(container, container_index)
     live = [a for a in network.addresses if a in current] + [a for a in current if a not in network.addresses]
     now = [a for a in live if a not in removing and a not in adding] + adding
-    return replace(network, addresses=tuple(now))
+    return replace(network, addresses=tuple(now), host_index=host_index)

@@ -8,7 +8,9 @@ is addressed to the sender's MAC. The receiving veth end accepts it as PACKET_HO
 is its own MAC too; with different MACs it would be PACKET_OTHERHOST and dropped. With one MAC on
 both ends, routes "dev venet0" / "dev ve-CTID" with no gateway work for any destination, and no
 static neighbour entries are needed. IPv6 duplicate address detection is skipped on NOARP devices
-(addresses are never tentative); the addresses are still added with IFA_F_NODAD to say so.
+(addresses are never tentative); the addresses are still added with IFA_F_NODAD to say so. Like
+venet, the ends get no IPv6 link-local address (address generation mode "none"): nothing on the
+link needs one, and nothing then appears on the link after `create_link` returns.
 """
 
 from __future__ import annotations
@@ -81,7 +83,12 @@ def check_link_free(host: IPRoute, container: IPRoute, ctid: str, host_where: st
         raise InterfaceExistsError(CONTAINER_IFNAME, container_where)
 
 
+IN6_ADDR_GEN_MODE_NONE = 1
+
+
 def _noarp_up(ipr: IPRoute, index: int) -> None:
+    no_link_local = {"attrs": [["AF_INET6", {"attrs": [["IFLA_INET6_ADDR_GEN_MODE", IN6_ADDR_GEN_MODE_NONE]]}]]}
+    ipr.link("set", index=index, IFLA_AF_SPEC=no_link_local)
     ipr.link("set", index=index, flags=IFF_NOARP | IFF_UP, change=IFF_NOARP | IFF_UP)
 
 
