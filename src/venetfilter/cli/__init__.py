@@ -21,7 +21,7 @@ from ..errors import (
     UnknownContainerError,
     VenetfilterError,
 )
-from . import containers, rules, worker
+from . import containers, host, rules, worker
 from ._common import (
     EXIT_ADDRESS_IN_USE,
     EXIT_CANNOT_ADD_IP,
@@ -39,6 +39,7 @@ __all__ = ["REGISTRARS", "build_parser", "exit_code", "main"]
 
 REGISTRARS: list[Callable[[argparse._SubParsersAction[ArgumentParser]], None]] = [
     containers.register,
+    host.register,
     rules.register,
     worker.register,
 ]
