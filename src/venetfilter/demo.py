@@ -94,10 +94,10 @@ class Demo:
     def enforce(self) -> None:
         print("\n== Rules send container traffic to NFQUEUE 0; the worker gives the verdicts")
         self.venetctl("rules", "install", "--netns", self.node)
-        log = open(self.run_dir / "worker.log", "wb")  # noqa: SIM115 (the worker's)
         argv = [sys.executable, "-m", "venetfilter.cli", "worker", "--netns", self.node, "--run-dir", str(self.run_dir)]
         print(f"  node# venetctl worker --netns {self.node} &")
-        self.worker = subprocess.Popen(argv, stdout=log, stderr=log)
+        with open(self.run_dir / "worker.log", "wb") as log:  # the worker keeps its own copy
+            self.worker = subprocess.Popen(argv, stdout=log, stderr=log)
         for _ in range(100):
             if (self.run_dir / "worker.sock").exists():
                 break

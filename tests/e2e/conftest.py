@@ -45,12 +45,12 @@ class Stack:
 
     def start_worker(self, *extra: str) -> None:
         self.worker_args = list(extra)
-        log = open(self.run_dir / "worker.log", "ab")  # noqa: SIM115 (kept by the process)
-        self.worker = subprocess.Popen(
-            [sys.executable, "-m", "venetfilter.cli", "worker", "--netns", self.host,
-             "--run-dir", str(self.run_dir), "--log-rate", "1000", *extra],
-            stdout=log, stderr=log,
-        )
+        with open(self.run_dir / "worker.log", "ab") as log:  # the worker keeps its own copy
+            self.worker = subprocess.Popen(
+                [sys.executable, "-m", "venetfilter.cli", "worker", "--netns", self.host,
+                 "--run-dir", str(self.run_dir), "--log-rate", "1000", *extra],
+                stdout=log, stderr=log,
+            )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.worker.poll() is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -11,13 +12,18 @@ import time
 import pytest
 
 from tests.e2e.conftest import ADDRESSES, OUTSIDE_V4, OUTSIDE_V6, UPLINK_V4, UPLINK_V6, ip
-from tests.e2e.traffic import TcpEcho, UdpEcho, ping, tcp_probe, udp_probe
+from tests.e2e.traffic import TcpEcho, UdpEcho, in_netns, ping, tcp_probe, udp_probe
 from venetfilter.config import ContainerManager
 from venetfilter.host.applier import HostApplier
 
 pytestmark = pytest.mark.netns
 PORT = 7000
 FAMILIES = {4: (0, OUTSIDE_V4, UPLINK_V4), 6: (1, OUTSIDE_V6, UPLINK_V6)}
+
+
+def node_manager(stack) -> ContainerManager:
+    """`venetctl set` as a library on the node: call it from a thread in the host namespace."""
+    return ContainerManager(stack.conf_dir, stack.run_dir, applier=HostApplier(stack.run_dir / "host"))
 
 
 def own(ctid: str, family: int) -> str:
@@ -103,16 +109,16 @@ def test_live_changes_take_effect_within_200_ms(stack, servers):
     """`set --ipadd X` makes X work and `set --ipdel X` stops it, each within 200 ms of the call;
     the call returns once the worker has confirmed the reload."""
     c101 = stack.containers["101"]
-    manager = ContainerManager(stack.conf_dir, stack.run_dir, applier=HostApplier(stack.run_dir / "host"))
+    manager = node_manager(stack)
     extra = "192.0.2.50"
     start = time.monotonic()
-    manager.set("101", add=[extra])
+    in_netns(stack.host, lambda: manager.set("101", add=[extra]))
     while not udp_probe(c101, extra, OUTSIDE_V4, PORT, timeout=0.05):
         assert time.monotonic() - start < 0.2, "the added address did not work within 200 ms"
     added_after = time.monotonic() - start
 
     start = time.monotonic()
-    manager.set("101", delete=[extra])
+    in_netns(stack.host, lambda: manager.set("101", delete=[extra]))
     deleted_after = time.monotonic() - start
     assert deleted_after < 0.2
     # the container's root puts the address back by hand: the filter must now drop it
@@ -135,12 +141,9 @@ def test_venetctl_set_is_live_for_the_worker(stack, servers):
 def test_no_loss_during_100_reloads(stack):
     """A steady UDP stream from container 102 while container 101 changes 100 times."""
     echo = UdpEcho(stack.outside, OUTSIDE_V4, PORT + 1)
-    manager = ContainerManager(stack.conf_dir, stack.run_dir, applier=HostApplier(stack.run_dir / "host"))
+    manager = node_manager(stack)
     stop = threading.Event()
     sent = [0]
-    from tests.e2e.traffic import in_netns
-    import socket
-
     sock = in_netns(stack.containers["102"], lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
     sock.bind((own("102", 4), 0))
 
@@ -155,8 +158,8 @@ def test_no_loss_during_100_reloads(stack):
     reloads_before = stack.stats()["reloads"]
     try:
         for i in range(50):
-            manager.set("101", add=[f"198.51.100.{100 + i}"])
-            manager.set("101", delete=[f"198.51.100.{100 + i}"])
+            in_netns(stack.host, lambda: manager.set("101", add=[f"198.51.100.{100 + i}"]))
+            in_netns(stack.host, lambda: manager.set("101", delete=[f"198.51.100.{100 + i}"]))
     finally:
         stop.set()
         thread.join()
@@ -201,6 +204,7 @@ def test_fail_open_lets_traffic_pass_without_a_worker(make_netns, tmp_path):
     echo = UdpEcho(stack.outside, OUTSIDE_V4, PORT)
     try:
         c101 = stack.containers["101"]
+        ip("-n", c101, "addr", "add", "192.0.2.77/32", "dev", "venet0")
         assert stack.venetctl("rules", "show", "--netns", stack.host).stdout.count("--queue-bypass") == 4
         assert not udp_probe(c101, "192.0.2.77", OUTSIDE_V4, PORT, timeout=0.3)  # worker up: filtered
         stack.stop_worker(signal.SIGKILL)
@@ -241,8 +245,7 @@ def test_worker_without_permission_is_a_clear_error(stack):
         capture_output=True, text=True, timeout=20,
     )
     assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr == "venetctl: the worker needs CAP_NET_ADMIN to bind NFQUEUE: run it as root\n"
 
 
 def test_stats_command(stack):

@@ -48,6 +48,8 @@ def run_worker(args: argparse.Namespace) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="venetfilter-worker: %(levelname)s %(message)s", stream=sys.stderr,
     )
+    if not has_net_admin():
+        raise VenetfilterError("the worker needs CAP_NET_ADMIN to bind NFQUEUE: run it as root")
     if args.netns:
         enter_netns(args.netns)
     worker = Worker(WorkerOptions(
@@ -60,6 +62,15 @@ def run_worker(args: argparse.Namespace) -> int:
     finally:
         worker.close()
     return EXIT_OK
+
+
+def has_net_admin() -> bool:
+    """Whether this process has CAP_NET_ADMIN in its effective set."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) & (1 << 12))  # CAP_NET_ADMIN
+    return False
 
 
 def run_stats(args: argparse.Namespace) -> int:

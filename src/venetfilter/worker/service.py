@@ -69,17 +69,21 @@ class Worker:
     # -- state -------------------------------------------------------------------------------------
 
     def reload(self) -> int:
-        """Put the runtime state on disk in force; returns its generation."""
+        """Put the runtime state on disk in force; returns its generation. On failure the state in
+        force stays, and the error is logged, counted and raised."""
+        try:
+            return self._load()
+        except Exception as error:
+            self.reload_errors += 1
+            logger.error("reload failed, the previous state stays in force: %s", error)
+            raise
+
+    def _load(self) -> int:
         with self._reload_lock:
             path = state_path(self.options.run_dir)
-            try:
-                stamp = _stamp(path)
-                state = load_state(self.options.run_dir)
-                self.table.load(table_entries(state))
-            except Exception as error:
-                self.reload_errors += 1
-                logger.error("reload failed, the previous state stays in force: %s", error)
-                raise
+            stamp = _stamp(path)
+            state = load_state(self.options.run_dir)
+            self.table.load(table_entries(state))
             self._links = {c.ifindex: ctid for ctid, c in state.containers.items()}
             self._state_stamp = stamp
             if state.generation != self.generation:
@@ -142,7 +146,7 @@ class Worker:
 
     def run(self, install_signal_handlers: bool = True) -> None:
         """Bind the queues and give verdicts until stopped; re-raises what stopped a queue thread."""
-        self.reload()
+        self._load()
         control = metrics = None
         threads: list[threading.Thread] = []
         try:
