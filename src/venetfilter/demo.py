@@ -74,11 +74,12 @@ class Demo:
             self.sh(["ip", "-n", ns, "link", "set", "lo", "up"], show=False)
         self.sh(["ip", "-n", self.node, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", self.outside])
         for address in UPLINK:
-            self.sh(["ip", "-n", self.node, "addr", "add", address, "dev", "eth0", "nodad"])
+            self.sh(["ip", "-n", self.node, "addr", "add", address, "dev", "eth0", *(["nodad"] if ":" in address else [])])
         self.sh(["ip", "-n", self.node, "link", "set", "eth0", "up"])
         for address, gateway in zip(OUTSIDE, UPLINK):
             prefix = "/24" if ":" not in address else "/64"
-            self.sh(["ip", "-n", self.outside, "addr", "add", address + prefix, "dev", "eth0", "nodad"], show=False)
+            self.sh(["ip", "-n", self.outside, "addr", "add", address + prefix, "dev", "eth0",
+                     *(["nodad"] if ":" in address else [])], show=False)
         self.sh(["ip", "-n", self.outside, "link", "set", "eth0", "up"], show=False)
         self.sh(["ip", "-n", self.outside, "route", "add", "default", "via", UPLINK[0].split("/")[0]], show=False)
         self.sh(["ip", "-n", self.outside, "-6", "route", "add", "default", "via", UPLINK[1].split("/")[0]], show=False)
@@ -119,9 +120,11 @@ class Demo:
         ok &= not self.ping("101", CONTAINERS["102"][0], OUTSIDE[0])
 
         print("\n== Only the admin can give it: a live change, no restart of anything")
+        self.sh(["ip", "-n", self.cts["101"], "addr", "del", "192.0.2.99/32", "dev", "venet0"])
         self.venetctl("set", "101", "--ipadd", "192.0.2.99")
         ok &= self.ping("101", "192.0.2.99", OUTSIDE[0])
         self.venetctl("set", "101", "--ipdel", "192.0.2.99")
+        print("  (and when the container's root puts it back by hand, it is dropped again)")
         self.sh(["ip", "-n", self.cts["101"], "addr", "add", "192.0.2.99/32", "dev", "venet0"])
         ok &= not self.ping("101", "192.0.2.99", OUTSIDE[0])
         return ok
