@@ -76,11 +76,13 @@ class UdpEcho(_Server):
 
     def __init__(self, netns: str, address: str, port: int) -> None:
         self.received = 0
+        self.arrivals: list[tuple[float, str]] = []  # (monotonic time, source address)
         super().__init__(netns, address, port, socket.SOCK_DGRAM)
 
     def _serve_one(self) -> None:
         data, peer = self.sock.recvfrom(2048)
         self.received += 1
+        self.arrivals.append((time.monotonic(), peer[0]))
         self.sock.sendto(data, peer)
 
 
