@@ -141,3 +141,17 @@ def test_sysctl(cli: Callable[..., Result], make_netns: Callable[[], str], tmp_p
     assert "net.ipv6.conf.all.proxy_ndp = 1" in target.read_text()
     assert "already up to date" in cli("sysctl", "--persist", str(target)).out
     assert cli("sysctl", "--netns", "vftest-no-such-ns").code == 21
+
+
+def test_refused_by_the_runtime_state_after_the_network_was_up(
+    cli: Callable[..., Result], lan: Lan, ctid: str, tmp_path: Path
+) -> None:
+    # another container's saved config holds CT4: the manager refuses to record the start, and the
+    # network that was already up is taken down again
+    _saved(tmp_path, ctid + "x", CT4)
+    (tmp_path / "conf" / f"{ctid}.conf").write_text(f'IP_ADDRESS="{CT4}"\n')
+    before = snapshot(lan.node)
+    r = cli("start", ctid, "--host-netns", lan.node)
+    assert r.code == 78 and ctid + "x" in r.err
+    assert snapshot(lan.node) == before and not netns_exists(default_netns_name(ctid))
+    assert _state(tmp_path) == {} and not (tmp_path / "run" / "host" / f"{ctid}.json").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_NOARP, IFF_UP
@@ -292,3 +292,10 @@ def test_deleting_every_ipv4_address_then_adding_one_keeps_a_default_route(lan: 
     back = change_addresses(gone, ["192.0.2.11"], [])
     assert [str(a) for a in back.addresses] == [CT6, "192.0.2.11"]
     assert ip(started.netns, "-4", "route", "show", "default").split()[:3] == ["default", "dev", CONTAINER_IFNAME]
+
+
+def test_delete_and_add_of_one_address_keeps_it(lan: Lan, started: ContainerNetwork) -> None:
+    before = snapshot(lan.node)
+    same = change_addresses(started, [CT4], [CT4])
+    assert set(same.addresses) == set(started.addresses)
+    assert snapshot(lan.node) == before

@@ -174,7 +174,10 @@ def run_start(args: argparse.Namespace) -> int:
         result = manager.start(ctid, network.host_index, netns=network.netns, link=network.host_ifname)
     except BaseException:
         remove_record(records, ctid)
-        stop(network)
+        try:
+            stop(network)
+        except Exception as exc:  # the original error is the one to report
+            warn(f"cannot undo the start of container {ctid}: {exc}")
         raise
     print(f"Container {ctid}: link {network.host_ifname} (ifindex {network.host_index}), netns {network.netns}")
     if network.addresses:

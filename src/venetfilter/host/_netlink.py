@@ -12,7 +12,7 @@ from pyroute2 import IPRoute, NetlinkError
 
 from ..errors import HostNetworkError
 
-__all__ = ["is_errno", "link_index", "link_name", "netlink_step"]
+__all__ = ["link_index", "link_name", "netlink_step"]
 
 
 @contextmanager
@@ -24,17 +24,6 @@ def netlink_step(what: str) -> Iterator[None]:
         raise HostNetworkError(f"cannot {what}: {os.strerror(exc.code)}") from exc
     except OSError as exc:
         raise HostNetworkError(f"cannot {what}: {exc.strerror or exc}") from exc
-
-
-def is_errno(exc: BaseException, *codes: int) -> bool:
-    """True when `exc` (or the netlink error behind it) carries one of `codes`."""
-    while exc is not None:
-        if isinstance(exc, NetlinkError) and exc.code in codes:
-            return True
-        if isinstance(exc, OSError) and exc.errno in codes:
-            return True
-        exc = exc.__cause__  # type: ignore[assignment]
-    return False
 
 
 def link_index(ipr: IPRoute, ifname: str) -> int | None:

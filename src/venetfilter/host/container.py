@@ -272,8 +272,9 @@ def change_addresses(
 ) -> ContainerNetwork:
     """Remove `removed`, then add `added`, inside and on the host at once; returns the new network.
 
-    Addresses are compared with what the host routes to the container now. Every check runs
-    first; a failure part way undoes every step (removed addresses come back), then raises.
+    Addresses are compared with what the host routes to the container now (an address both
+    removed and added stays as it is). Every check runs first; a failure part way undoes every
+    step (removed addresses come back, and the default routes the kernel dropped), then raises.
     """
     to_add, to_remove = parse_addresses(added), parse_addresses(removed)
     host_where = describe_netns(network.host_netns)
@@ -286,8 +287,8 @@ def change_addresses(
             if container_index is None:
                 raise NotStartedError(network.ctid, describe_netns(network.netns))
             current = routed_addresses(host, host_index)
-            removing = [a for a in to_remove if a in current]
-            adding = [a for a in to_add if a not in current or a in removing]
+            removing = [a for a in to_remove if a in current and a not in to_add]  # del+add of one: kept
+            adding = [a for a in to_add if a not in current]
             for address in adding:
                 check_unrouted(host, address, host_index)
             devices = {
