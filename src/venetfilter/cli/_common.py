@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from ..config import ContainerManager, LiveApplier
+from ..host import RECORD_SUBDIR, HostApplier
 from ..config.notify import DEFAULT_TIMEOUT
 from ..config.paths import CONF_DIR_ENV, DEFAULT_CONF_DIR, DEFAULT_RUN_DIR, RUN_DIR_ENV
 
@@ -75,8 +76,12 @@ def common_options() -> argparse.ArgumentParser:
 
 
 def make_manager(args: argparse.Namespace, applier: LiveApplier | None = None) -> ContainerManager:
-    """The `ContainerManager` the parsed options describe."""
-    return ContainerManager(args.conf_dir, args.run_dir, applier=applier, notify_timeout=args.notify_timeout)
+    """The `ContainerManager` the parsed options describe. Runtime changes of a container started
+    with ``venetctl start`` are applied to its network (`HostApplier`) unless `applier` is given."""
+    manager = ContainerManager(args.conf_dir, args.run_dir, applier=applier, notify_timeout=args.notify_timeout)
+    if applier is None:
+        manager.applier = HostApplier(Path(manager.run_dir) / RECORD_SUBDIR, fallback=manager.applier)
+    return manager
 
 
 def warn(message: str) -> None:

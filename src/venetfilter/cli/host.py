@@ -2,16 +2,14 @@
 
 ``start`` brings a container's network up with its saved addresses, keeps a record of it in
 ``RUN_DIR/host/CTID.json`` (namespaces, what was created, neighbour devices) and then records the
-container as running in the runtime state; ``stop`` does the reverse. ``register`` also makes a
-runtime ``venetctl set --ipadd/--ipdel`` apply the change to a started container's network
-(`HostApplier`), all or nothing, before anything is saved.
+container as running in the runtime state; ``stop`` does the reverse. A runtime ``venetctl set``
+applies its change to that network through `HostApplier` (see ``_common.make_manager``).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,6 @@ from ..host import (
     DEFAULT_SYSCTL_FILE,
     IPV6_FORWARDING_WARNING,
     RECORD_SUBDIR,
-    HostApplier,
     apply_sysctls,
     load_record,
     network_of,
@@ -43,7 +40,7 @@ EXIT_RUNNING = 32  # vzctl's VZ_VE_RUNNING
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add ``start``, ``stop`` and ``sysctl``; give ``set`` (when registered) the host applier."""
+    """Add ``start``, ``stop`` and ``sysctl``."""
     parents = [common_options()]
     p = subparsers.add_parser(
         "start", parents=parents, help="bring a container's network up (venet-like link, routes, proxy ARP/NDP)",
@@ -82,10 +79,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--netns", metavar=_NETNS_HELP, help="act in this network namespace (default: the current one)")
     p.set_defaults(func=_mapped(run_sysctl))
 
-    set_parser = subparsers.choices.get("set")
-    if set_parser is not None:
-        set_parser.set_defaults(func=_with_host_applier(set_parser.get_default("func")))
-
 
 def _host_netns_option(parser: argparse.ArgumentParser, note: str = "") -> None:
     parser.add_argument(
@@ -118,38 +111,6 @@ def _mapped(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
 def record_dir(manager: ContainerManager) -> Path:
     """Where the host records live: ``RUN_DIR/host``."""
     return Path(manager.run_dir) / RECORD_SUBDIR
-
-
-@contextmanager
-def _host_manager(args: argparse.Namespace) -> Iterator[None]:
-    """While inside, managers made for `args` apply runtime changes with `HostApplier`.
-
-    ``venetctl set`` builds its manager with ``make_manager(args)`` and the default applier; the
-    config layer gives the CLI no other way in, so the factory its module uses is swapped here.
-    """
-    from . import containers
-
-    original = containers.make_manager
-
-    def make(a: argparse.Namespace, applier: Any = None) -> ContainerManager:
-        manager = original(a, applier)
-        if applier is None:
-            manager.applier = HostApplier(record_dir(manager), fallback=manager.applier)
-        return manager
-
-    containers.make_manager = make
-    try:
-        yield
-    finally:
-        containers.make_manager = original
-
-
-def _with_host_applier(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def handler(args: argparse.Namespace) -> int:
-        with _host_manager(args):
-            return run(args)
-
-    return handler
 
 
 def run_start(args: argparse.Namespace) -> int:
