@@ -6,9 +6,10 @@ import re
 
 from ..errors import InvalidContainerError
 
-__all__ = ["CTID_MAX_LENGTH", "CTID_PATTERN", "host_ifname", "is_valid_ctid", "validate_ctid"]
+__all__ = ["CTID_MAX_LENGTH", "CTID_PATTERN", "HOST_IFNAME_PREFIX", "host_ifname", "is_valid_ctid", "validate_ctid"]
 
 CTID_MAX_LENGTH = 12
+HOST_IFNAME_PREFIX = "ve-"  # the firewall rules match every container link as ve-+
 """At most 12 characters, so that the host interface ``ve-CTID`` fits Linux's 15-character limit."""
 
 CTID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,11}")
@@ -41,4 +42,4 @@ def validate_ctid(text: object) -> str:
 
 def host_ifname(ctid: str) -> str:
     """The host side interface of container `ctid`: ``ve-CTID`` (at most 15 characters)."""
-    return "ve-" + validate_ctid(ctid)
+    return HOST_IFNAME_PREFIX + validate_ctid(ctid)

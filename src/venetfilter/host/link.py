@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 from dataclasses import dataclass
 
 from pyroute2 import IPRoute, NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_NOARP, IFF_UP
 
-from ..errors import HostNetworkError, InterfaceExistsError, InvalidContainerError
+from ..config.ctid import HOST_IFNAME_PREFIX, host_ifname
+from ..errors import HostNetworkError, InterfaceExistsError
 from ._netlink import link_index, netlink_step
 
 __all__ = [
     "CONTAINER_IFNAME",
     "HOST_IFNAME_PREFIX",
-    "IFNAMSIZ",
     "ContainerLink",
     "check_link_free",
     "create_link",
@@ -39,22 +38,6 @@ __all__ = [
 ]
 
 CONTAINER_IFNAME = "venet0"
-HOST_IFNAME_PREFIX = "ve-"
-IFNAMSIZ = 15
-"""The longest Linux interface name (IFNAMSIZ - 1)."""
-
-_CTID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-
-
-def host_ifname(ctid: str) -> str:
-    """``ve-CTID``; `InvalidContainerError` when `ctid` cannot make a valid interface name."""
-    if not isinstance(ctid, str) or _CTID.fullmatch(ctid) is None:
-        raise InvalidContainerError(f"invalid container id {ctid!r}: use letters, digits, '_', '-' and '.'")
-    name = HOST_IFNAME_PREFIX + ctid
-    if len(name) > IFNAMSIZ:
-        raise InvalidContainerError(f"invalid container id {ctid!r}: {name} is longer than {IFNAMSIZ} characters")
-    return name
-
 
 def random_mac() -> str:
     """A random locally administered unicast MAC address."""

@@ -16,6 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Literal
 
+from ..config.ctid import HOST_IFNAME_PREFIX
 from ..errors import VenetfilterError
 from ..netns import netns_command
 
@@ -23,7 +24,7 @@ __all__ = ["CHAIN", "Backend", "QueueSpec", "RulesError", "install", "installed"
 
 CHAIN = "VENETFILTER"
 HOOKS = ("INPUT", "FORWARD", "OUTPUT")
-LINK_PATTERN = "ve-+"  # every host-side container link: see venetfilter.config.host_ifname
+LINK_PATTERN = HOST_IFNAME_PREFIX + "+"  # every host-side container link (venetfilter.config.host_ifname)
 FAMILIES = (4, 6)
 
 Backend = Literal["auto", "legacy", "nft"]
