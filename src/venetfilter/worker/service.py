@@ -46,7 +46,7 @@ class WorkerOptions:
 
 
 class Worker:
-    """Serves one queue until `stop()` (or SIGTERM/SIGINT when `run` installs the handlers)."""
+    """Serves its queues until `stop()` (or SIGTERM/SIGINT when `run` installs the handlers)."""
 
     def __init__(self, options: WorkerOptions) -> None:
         self.options = options
