@@ -139,7 +139,7 @@ def run_list(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = [("CTID", "STATE", "SAVED", "RUNTIME")]
     rows += [
-        (i.ctid, "running" if i.running else "stopped", _cell(i.saved), _cell(i.runtime and i.runtime.addresses))
+        (i.ctid, "running" if i.running else "stopped", _cell(i.saved), _cell(i.runtime.addresses if i.runtime else None))
         for i in infos
     ]
     widths = [max(len(row[col]) for row in rows) for col in range(3)]

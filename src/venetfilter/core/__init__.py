@@ -7,6 +7,7 @@ importable and `VENETFILTER_NO_EXTENSIONS` is unset, the pure-Python twin otherw
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from ._core_py import AddressTable as PyAddressTable
 from ._types import Container, Verdict
@@ -15,13 +16,18 @@ __all__ = ["IMPLEMENTATION", "AddressTable", "CAddressTable", "Container", "PyAd
 
 CAddressTable: type[PyAddressTable] | None
 try:
-    from ._core import AddressTable as CAddressTable  # type: ignore[no-redef]
+    from ._core import AddressTable as _CAddressTable
 except ImportError:  # not built: the twin does the job
     CAddressTable = None
+else:
+    CAddressTable = _CAddressTable  # type: ignore[assignment]  # same interface, see _core.pyi
 
-if CAddressTable is not None and not os.environ.get("VENETFILTER_NO_EXTENSIONS"):
+if TYPE_CHECKING:
+    AddressTable = PyAddressTable
+    IMPLEMENTATION: str
+elif CAddressTable is not None and not os.environ.get("VENETFILTER_NO_EXTENSIONS"):
     AddressTable = CAddressTable
     IMPLEMENTATION = "cython"
 else:
-    AddressTable = PyAddressTable  # type: ignore[misc]
+    AddressTable = PyAddressTable
     IMPLEMENTATION = "python"

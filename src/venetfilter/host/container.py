@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -147,7 +148,7 @@ def _add_address(
     undo.push(f"delete the route to {address}", lambda: delete_host_route(host, address, host_index))
     for device in devices:
         if add_proxy(host, address, device):
-            undo.push(f"delete the proxy of {address}", lambda d=device: delete_proxy(host, address, d))
+            undo.push(f"delete the proxy of {address}", partial(delete_proxy, host, address, device))
 
 
 def _remove_address(
@@ -157,7 +158,7 @@ def _remove_address(
     for entry, device in proxy_entries(host):
         if entry == address:
             delete_proxy(host, address, device)
-            undo.push(f"re-add the proxy of {address}", lambda d=device: add_proxy(host, address, d))
+            undo.push(f"re-add the proxy of {address}", partial(add_proxy, host, address, device))
     delete_host_route(host, address, host_index)
     undo.push(f"re-add the route to {address}", lambda: add_host_route(host, address, host_index))
     delete_inside_address(container, container_index, address)
