@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -281,3 +282,75 @@ def test_stats_command(stack):
     out = stack.venetctl("stats").stdout
     assert "native backend" in out and "101:" in out
     assert '"DROP_SOURCE"' in stack.venetctl("stats", "--json").stdout
+
+
+def test_queue_overflow_is_counted_and_the_worker_goes_on(stack):
+    """The worker is frozen (SIGSTOP) while 6,000 packets arrive: the 4,096-packet queue overflows,
+    the kernel drops the rest (fail closed) and counts them; thawed, the worker answers what was
+    queued and carries on."""
+    c101 = stack.containers["101"]
+    echo = UdpEcho(stack.outside, OUTSIDE_V4, PORT + 3)
+    sock = in_netns(c101, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    assert stack.worker is not None
+    try:
+        sock.bind((own("101", 4), 0))
+        stack.worker.send_signal(signal.SIGSTOP)
+        try:
+            for _ in range(6000):
+                sock.sendto(b"x", (OUTSIDE_V4, PORT + 3))
+        finally:
+            stack.worker.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 10
+        while echo.received < 4096 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        queues = stack.stats()["queues"]["0"]
+        assert queues["queue_dropped"] + queues["user_dropped"] >= 6000 - 4096
+        assert 0 < echo.received <= 6000 - (queues["queue_dropped"] + queues["user_dropped"])
+        assert "dropped (queue full)" in stack.venetctl("stats").stdout
+        assert udp_probe(c101, own("101", 4), OUTSIDE_V4, PORT + 3)  # and it goes on
+    finally:
+        sock.close()
+        echo.close()
+
+
+def test_two_queues_two_threads(make_netns, tmp_path):
+    """--queue-balance 0:1 --queue-cpu-fanout in the rules, --queues 2 in the worker: packets sent
+    from each CPU go to their own queue, each judged the same way, counters added up."""
+    from tests.e2e.conftest import build, teardown
+
+    stack = build(make_netns, tmp_path, worker=False)
+    echo = UdpEcho(stack.outside, OUTSIDE_V4, PORT)
+    try:
+        stack.venetctl("rules", "install", "--netns", stack.host, "--queue-balance", "0:1", "--queue-cpu-fanout")
+        stack.start_worker("--queues", "2")
+        c101 = stack.containers["101"]
+        ip("-n", c101, "addr", "add", "192.0.2.77/32", "dev", "venet0")
+        cpus = sorted(os.sched_getaffinity(0))[:2]
+        for cpu in cpus:
+            assert on_cpu(cpu, lambda: udp_probe(c101, own("101", 4), OUTSIDE_V4, PORT))
+            assert not on_cpu(cpu, lambda: udp_probe(c101, "192.0.2.77", OUTSIDE_V4, PORT, timeout=0.3))
+        stats = stack.stats()
+        assert set(stats["queues"]) == {"0", "1"}
+        assert stats["containers"]["101"]["ACCEPT"] >= len(cpus) and stats["containers"]["101"]["DROP_SOURCE"] >= len(cpus)
+        lines = subprocess.run(["ip", "netns", "exec", stack.host, "cat", "/proc/net/netfilter/nfnetlink_queue"],
+                               capture_output=True, text=True, check=True).stdout.splitlines()
+        seen = {int(line.split()[0]): int(line.split()[7]) for line in lines}
+        if len(cpus) == 2:
+            assert seen[0] > 0 and seen[1] > 0, f"one queue saw nothing: {lines}"
+    finally:
+        echo.close()
+        teardown(stack)
+
+
+def on_cpu(cpu: int, work):
+    """Run `work` in a thread pinned to `cpu` (its packets are handled there, hence its queue)."""
+    result = []
+
+    def target() -> None:
+        os.sched_setaffinity(0, {cpu})
+        result.append(work())
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    return result[0]
