@@ -1,8 +1,8 @@
 # cython: language_level=3, embedsignature=True
 """The native NFQUEUE backend: receive, parse, look up and give verdicts in C.
 
-Per round: one poll, then recvmmsg() takes up to BATCH queued packets in one system call (the GIL
-released); libnetfilter_queue parses each message and calls `on_packet`, which classifies it with the
+The loop stays in C for a whole period (`serve_once`); per round: one poll, then recvmmsg() takes up
+to BATCH queued packets in one system call (the GIL released); libnetfilter_queue parses each message and calls `on_packet`, which classifies it with the
 verdict core's C function; consecutive packets with the same verdict become one batch verdict
 (NFQNL_MSG_VERDICT_BATCH: "every packet up to id N"), sent with the GIL released.
 
@@ -18,6 +18,8 @@ from libc.errno cimport EAGAIN, EINTR, ENOBUFS, errno
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
+from cpython.exc cimport PyErr_CheckSignals
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from ..core._core cimport VF_ACCEPT, AddressTable, Table, table_classify
 from .libnfq cimport *
@@ -108,6 +110,12 @@ cdef struct Loop:
     uint64_t gaps
     uint64_t errors
     uint64_t drops_not_kept
+
+
+cdef inline double monotonic() noexcept nogil:
+    cdef timespec now
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return now.tv_sec + now.tv_nsec * 1e-9
 
 
 cdef inline void close_run(Loop *loop) noexcept nogil:
@@ -262,7 +270,8 @@ cdef class NativeQueue:
         return self.loop.drops_not_kept if self.loop else 0
 
     def serve_once(self, double timeout, int wakeup_fd):
-        """Wait up to `timeout` seconds for packets (or `wakeup_fd`), then give verdicts to what is queued."""
+        """Serve the queue for `timeout` seconds, or until `wakeup_fd` is readable (then True), and
+        report the period's drops to `on_drop`. The loop stays in C: Python runs once a period."""
         if self.h == NULL:
             raise ValueError("the queue is closed")
         cdef pollfd fds[2]
@@ -270,13 +279,32 @@ cdef class NativeQueue:
         fds[0].events = POLLIN
         fds[1].fd = wakeup_fd
         fds[1].events = POLLIN
-        cdef int timeout_ms = <int>(timeout * 1000)
+        cdef double deadline = monotonic() + timeout
+        cdef double left
         cdef int ready
-        with nogil:
-            ready = poll(fds, 2, timeout_ms)
-        if ready <= 0 or not (fds[0].revents & POLLIN):
-            return
-        cdef int rounds, n, i
+        cdef bint woken = False
+        try:
+            while not woken:
+                left = deadline - monotonic()
+                if left <= 0:
+                    break
+                with nogil:
+                    ready = poll(fds, 2, <int>(left * 1000) + 1)
+                if ready < 0:
+                    if errno != EINTR:
+                        raise OSError(errno, "poll on the queue socket failed")
+                    PyErr_CheckSignals()  # run Python's signal handlers now, in this thread
+                    continue
+                woken = (fds[1].revents & POLLIN) != 0
+                if fds[0].revents & POLLIN:
+                    self._drain()
+        finally:
+            self._report_drops()
+        return woken
+
+    cdef int _drain(self) except -1:
+        """Give verdicts to everything queued: recvmmsg rounds until the socket is empty."""
+        cdef int rounds, n
         for rounds in range(MAX_ROUNDS):
             with nogil:
                 n = recvmmsg(self.fd, self.messages, BATCH, MSG_DONTWAIT, NULL)
@@ -288,12 +316,12 @@ cdef class NativeQueue:
                 if errno == EINTR:
                     continue
                 if errno == EAGAIN:
-                    break
+                    return 0
                 raise OSError(errno, "recvmmsg on the queue socket failed")
             self._handle(n)
             if n < BATCH:
-                break
-        self._report_drops()
+                return 0
+        return 0
 
     cdef void _handle(self, int n):
         """Classify `n` received messages (GIL held: the table cannot change), then send the verdicts

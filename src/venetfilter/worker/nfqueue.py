@@ -85,7 +85,7 @@ class NfqueueBackend:
             if fail_open:
                 logger.warning("queue %d: extension not built, the queue's fail-open flag is not set", self.queue_num)
             return
-        set_queue_flags(self._nfq, fail_open, False)
+        set_queue_flags(self._nfq, fail_open, True)  # GSO: no segmentation before queueing
 
     @property
     def fd(self) -> int:
@@ -103,12 +103,13 @@ class NfqueueBackend:
     def errors(self) -> int:
         return self._callback.errors
 
-    def serve_once(self, timeout: float, wakeup_fd: int) -> None:
-        """Wait up to `timeout` for packets (or `wakeup_fd`), then give verdicts to what is queued."""
+    def serve_once(self, timeout: float, wakeup_fd: int) -> bool:
+        """Wait up to `timeout` for packets (or `wakeup_fd`: then True), give verdicts to what is queued."""
         readable, _, _ = select.select([self.fd, wakeup_fd], [], [], timeout)
         if self.fd in readable:
             self._socket.budget = BUDGET
             self._nfq.run_socket(self._socket)  # type: ignore[arg-type]  # it only calls recv()
+        return wakeup_fd in readable
 
     def close(self) -> None:
         self._nfq.unbind()

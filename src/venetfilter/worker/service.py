@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from .queue_stats import read_queue_stats
 __all__ = ["Worker", "WorkerOptions"]
 
 logger = logging.getLogger("venetfilter.worker")
+PERIOD = 0.2  # seconds between two looks after the state file and the drop log
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Worker:
         self._reload_requested = False
         self._wakeups = [os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC) for _ in range(options.queues)]
         self._failure: BaseException | None = None
+        self._next_look = 0.0
         self.metrics_port: int | None = None
 
     # -- state -------------------------------------------------------------------------------------
@@ -159,6 +162,8 @@ class Worker:
                 metrics = MetricsServer(self.options.metrics_address, self.options.metrics_port, self.stats)
                 self.metrics_port = metrics.port
             if install_signal_handlers:
+                # a signal wakes the first queue's loop at once, whichever thread the kernel picks
+                signal.set_wakeup_fd(self._wakeups[0][1], warn_on_full_buffer=False)
                 signal.signal(signal.SIGTERM, lambda *_: self.stop())
                 signal.signal(signal.SIGINT, lambda *_: self.stop())
                 signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
@@ -170,6 +175,8 @@ class Worker:
                         list(self._queue_numbers()), self.generation)
             self._serve_queue(0)
         finally:
+            if install_signal_handlers:
+                signal.set_wakeup_fd(-1)
             self.stop()
             for thread in threads:
                 thread.join()
@@ -187,8 +194,8 @@ class Worker:
         backend, wakeup = self._backends[index], self._wakeups[index][0]
         try:
             while not self._stopping.is_set():
-                backend.serve_once(1.0, wakeup)
-                _drain(wakeup)
+                if backend.serve_once(PERIOD, wakeup):
+                    _drain(wakeup)
                 if index == 0:
                     self._look_after_state()
         except BaseException as error:  # noqa: BLE001 (handed to run(), which re-raises it)
@@ -197,6 +204,10 @@ class Worker:
             self.stop()
 
     def _look_after_state(self) -> None:
+        now = time.monotonic()
+        if not self._reload_requested and now < self._next_look:
+            return
+        self._next_look = now + PERIOD
         if self._reload_requested:
             self._reload_requested = False
             with contextlib.suppress(Exception):  # logged and counted by reload()
