@@ -7,8 +7,7 @@ One topology, in namespaces of its own (removed at the end, also on failure or C
     container netns --venet0/ve-101--> node netns (rules + worker) --up0/eth0--> outside netns
     192.0.2.1-8/32 (+ a spoofed .250)      forwarding, NFQUEUE               198.51.100.2 (receiver)
 
-The container is set up as `venetctl start` does (ContainerManager.set --save, host.container.start,
-ContainerManager.start). For each worker -- kernel only (no rules), the plain C libnetfilter_queue loop
+The container is given its addresses and started with `venetctl set --save` and `venetctl start`. For each worker -- kernel only (no rules), the plain C libnetfilter_queue loop
 (bench/c_loop.c, accepts everything, one verdict per packet), the naive netfilterqueue + ipaddress
 worker (bench/naive_worker.py), venetfilter's netfilterqueue backend, the native backend on one queue
 and on two (--queue-balance 0:1) -- and for each traffic -- 64-byte UDP payloads, 1400-byte UDP
@@ -49,7 +48,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from venetfilter.config import ContainerManager  # noqa: E402
 from venetfilter.host import apply_sysctls, run_in_netns  # noqa: E402
 from venetfilter.rules import QueueSpec  # noqa: E402
 from venetfilter.rules import install as install_rules  # noqa: E402
@@ -457,37 +455,20 @@ class Topology:
         ip("-n", self.out, "link", "set", "eth0", "up")
         ip("-n", self.out, "route", "add", "default", "via", UPLINK)
         apply_sysctls(self.node)  # forwarding etc., inside the node namespace only
-        # the container, as `venetctl set --ipadd ... --save` and `venetctl start` do
+        # the container, given its addresses and started by venetctl on the node
         self.run_dir.mkdir(mode=0o700)
-        manager = ContainerManager(self.conf_dir, self.run_dir, notify=False)
-        addresses = [*CT_ADDRESSES, CT_V6]
-        manager.set(CTID, add=addresses, save=True)
-        self._start_container(addresses)
+        self.venetctl("set", CTID, "--ipadd", ",".join([*CT_ADDRESSES, CT_V6]), "--save")
+        self.venetctl("start", CTID, "--netns", self.ct)
         link = subprocess.run(["ip", "-n", self.node, "-j", "link", "show", f"ve-{CTID}"], check=True,
                               capture_output=True, text=True)
         self.ifindex = json.loads(link.stdout)[0]["ifindex"]
-        manager.start(CTID, self.ifindex, netns=self.ct)
         # what the container's root may do anyway: an address that is not the container's
         ip("-n", self.ct, "addr", "add", f"{SPOOFED}/32", "dev", "venet0")
 
-    def _start_container(self, addresses: list[str]) -> None:
-        """venetfilter.host.start, in a child process with a time limit (a netlink call that hangs
-        must not hang the benchmark), tried up to 3 times."""
-        code = ("import sys; from venetfilter.host import start; "
-                "start(sys.argv[1], sys.argv[4:], netns=sys.argv[2], host_netns=sys.argv[3])")
-        error = ""
-        for _ in range(3):
-            try:
-                subprocess.run([PY, "-c", code, CTID, self.ct, self.node, *addresses], check=True, timeout=30,
-                               capture_output=True, text=True, cwd=ROOT)
-                return
-            except subprocess.TimeoutExpired:
-                error = "timed out"
-            except subprocess.CalledProcessError as failure:
-                error = failure.stderr.strip().splitlines()[-1] if failure.stderr.strip() else str(failure)
-            subprocess.run(["ip", "-n", self.node, "link", "del", f"ve-{CTID}"], capture_output=True)
-            time.sleep(1)
-        raise RuntimeError(f"starting the container's network failed: {error}")
+    def venetctl(self, *args: str) -> None:
+        """`venetctl ARGS`, run on the node (inside its namespace)."""
+        subprocess.run(["ip", "netns", "exec", self.node, PY, "-m", "venetfilter.cli", "--conf-dir", str(self.conf_dir),
+                        "--run-dir", str(self.run_dir), *args], check=True, capture_output=True, text=True, cwd=ROOT)
 
     def cleanup(self) -> None:
         for proc in list(PROCESSES):
