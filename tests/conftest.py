@@ -17,6 +17,14 @@ def table_class(request: pytest.FixtureRequest) -> type:
     return cls
 
 
+@pytest.fixture(autouse=True)
+def _never_the_real_dirs(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the default config and runtime dirs at throwaway ones, so that a forgotten option can
+    never touch /etc/venetfilter or /run/venetfilter."""
+    monkeypatch.setenv("VENETFILTER_CONF_DIR", str(tmp_path / "default-conf"))
+    monkeypatch.setenv("VENETFILTER_RUN_DIR", str(tmp_path / "default-run"))
+
+
 @pytest.fixture
 def make_netns():
     """Create network namespaces with unique names; every one is deleted afterwards, also on failure."""

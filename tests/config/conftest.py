@@ -35,13 +35,6 @@ class Result:
     err: str
 
 
-@pytest.fixture(autouse=True)
-def _never_the_real_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Point the defaults at throwaway dirs too, so a forgotten option can never touch /etc or /run."""
-    monkeypatch.setenv("VENETFILTER_CONF_DIR", str(tmp_path / "default-conf"))
-    monkeypatch.setenv("VENETFILTER_RUN_DIR", str(tmp_path / "default-run"))
-
-
 @pytest.fixture
 def dirs(tmp_path: Path) -> Dirs:
     """A configuration and a runtime directory, not created yet."""

@@ -15,7 +15,6 @@ from venetfilter.config import (
     ConfigAddress,
     ContainerManager,
     load_state,
-    read_config,
 )
 from venetfilter.errors import (
     AddressInUseError,

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 
-from venetfilter.host import apply_sysctls, default_netns_name, open_iproute, proxy_entries
+from venetfilter.host import ContainerNetwork, apply_sysctls, default_netns_name, open_iproute, proxy_entries, start, stop
 from venetfilter.host.netns import create_netns, netns_exists, remove_netns, run_in_netns
 
 NETNS_PREFIX = "vftest-"
@@ -158,3 +158,13 @@ def ping(netns: str, address: str, source: str | None = None) -> subprocess.Comp
     if source:
         argv += ["-I", source]
     return subprocess.run([*argv, address], capture_output=True, text=True, timeout=20)
+
+
+@pytest.fixture
+def started(lan: Lan, ctid: str) -> Iterator[ContainerNetwork]:
+    """Container `ctid` started on the LAN's node with CT4 and CT6; stopped afterwards."""
+    network = start(ctid, [CT4, CT6], host_netns=lan.node)
+    try:
+        yield network
+    finally:
+        stop(network)

@@ -24,12 +24,6 @@ class Result:
     err: str
 
 
-@pytest.fixture(autouse=True)
-def _never_the_real_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VENETFILTER_CONF_DIR", str(tmp_path / "default-conf"))
-    monkeypatch.setenv("VENETFILTER_RUN_DIR", str(tmp_path / "default-run"))
-
-
 @pytest.fixture
 def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
     """``cli("start", CTID, ...)`` on private conf/run dirs, without waiting for a worker."""

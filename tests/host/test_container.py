@@ -226,15 +226,6 @@ def test_failure_part_way_rolls_everything_back(lan: Lan, ctid: str, monkeypatch
 # -- runtime address changes -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def started(lan: Lan, ctid: str) -> Iterator[ContainerNetwork]:
-    network = start(ctid, [CT4, CT6], host_netns=lan.node)
-    try:
-        yield network
-    finally:
-        stop(network)
-
-
 def test_change_adds_and_removes_at_once(lan: Lan, started: ContainerNetwork) -> None:
     ns = started.netns
     changed = change_addresses(started, ["192.0.2.11", "2001:db8:1::11"], [CT4])

@@ -7,22 +7,12 @@ the container has nothing but /32 and /128 addresses and ``default dev venet0`` 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 
-from venetfilter.host import ContainerNetwork, change_addresses, start, stop
+from venetfilter.host import ContainerNetwork, change_addresses
 
 from .conftest import CT4, CT6, NODE4, OUTSIDE4, OUTSIDE6, UPLINK, Lan, ip, ping
-
-
-@pytest.fixture
-def running(lan: Lan, ctid: str) -> Iterator[ContainerNetwork]:
-    network = start(ctid, [CT4, CT6], host_netns=lan.node)
-    try:
-        yield network
-    finally:
-        stop(network)
 
 
 def _ok(result: object) -> None:
@@ -30,13 +20,13 @@ def _ok(result: object) -> None:
 
 
 @pytest.mark.parametrize(("source", "target"), [(CT4, OUTSIDE4), (CT6, OUTSIDE6)], ids=["ipv4", "ipv6"])
-def test_container_reaches_the_lan_by_its_own_address(running: ContainerNetwork, source: str, target: str) -> None:
-    _ok(ping(running.netns, target, source))
+def test_container_reaches_the_lan_by_its_own_address(started: ContainerNetwork, source: str, target: str) -> None:
+    _ok(ping(started.netns, target, source))
 
 
 @pytest.mark.parametrize("target", [CT4, CT6], ids=["ipv4", "ipv6"])
 def test_lan_host_reaches_the_container_through_proxy_arp_and_ndp(
-    lan: Lan, running: ContainerNetwork, target: str
+    lan: Lan, started: ContainerNetwork, target: str
 ) -> None:
     route = ip(lan.outside, "route", "get", target)
     assert " dev eth0 " in route and " via " not in route  # on-link: resolved by ARP/NDP, no gateway
@@ -46,8 +36,8 @@ def test_lan_host_reaches_the_container_through_proxy_arp_and_ndp(
     assert f"lladdr {node_mac}" in neighbours, neighbours  # the node answered for the container
 
 
-def test_a_removed_address_is_no_longer_answered_and_an_added_one_is(lan: Lan, running: ContainerNetwork) -> None:
-    changed = change_addresses(running, ["192.0.2.11"], [CT4])
+def test_a_removed_address_is_no_longer_answered_and_an_added_one_is(lan: Lan, started: ContainerNetwork) -> None:
+    changed = change_addresses(started, ["192.0.2.11"], [CT4])
     assert f"{CT4} " not in ip(lan.node, "neigh", "show", "proxy")
     _ok(ping(lan.outside, "192.0.2.11"))
     assert ping(lan.outside, CT4).returncode != 0

@@ -8,7 +8,6 @@ vzctl's exit codes.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 
 from ..errors import (
