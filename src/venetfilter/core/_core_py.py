@@ -310,12 +310,13 @@ class AddressTable:
             result[i] = self.classify(packet, ins[i], outs[i])
 
 
+_ITEMSIZE = {"B": 1, "I": 4}
+
+
 def _buffer(value: object, fmt: str, name: str, writable: bool = False) -> memoryview:
     """A one-dimensional contiguous buffer of unsigned bytes ("B") or 32-bit integers ("I")."""
     view = memoryview(value)  # type: ignore[arg-type]
-    if view.ndim != 1 or not view.c_contiguous or view.format.lstrip("@=") != fmt or view.itemsize != len(
-        bytes(1 if fmt == "B" else 4)
-    ):
+    if view.ndim != 1 or not view.c_contiguous or view.format.lstrip("@=") != fmt or view.itemsize != _ITEMSIZE[fmt]:
         raise ValueError(f"{name}: expected a contiguous buffer of format {fmt!r}, got {view.format!r}")
     if writable and view.readonly:
         raise ValueError(f"{name}: buffer is read-only")
