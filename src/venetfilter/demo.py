@@ -120,11 +120,10 @@ class Demo:
         ok &= not self.ping("101", CONTAINERS["102"][0], OUTSIDE[0])
 
         print("\n== Only the admin can give it: a live change, no restart of anything")
-        self.sh(["ip", "-n", self.cts["101"], "addr", "del", "192.0.2.99/32", "dev", "venet0"])
         self.venetctl("set", "101", "--ipadd", "192.0.2.99")
         ok &= self.ping("101", "192.0.2.99", OUTSIDE[0])
         self.venetctl("set", "101", "--ipdel", "192.0.2.99")
-        print("  (and when the container's root puts it back by hand, it is dropped again)")
+        print("  (the address is gone inside; when the container's root puts it back by hand, it is dropped)")
         self.sh(["ip", "-n", self.cts["101"], "addr", "add", "192.0.2.99/32", "dev", "venet0"])
         ok &= not self.ping("101", "192.0.2.99", OUTSIDE[0])
         return ok

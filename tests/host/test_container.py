@@ -240,15 +240,45 @@ def test_change_adds_and_removes_at_once(lan: Lan, started: ContainerNetwork) ->
     assert again.addresses == changed.addresses
 
 
-def test_change_rolls_back_when_a_step_fails(lan: Lan, started: ContainerNetwork) -> None:
-    # 192.0.2.12 is already on venet0 inside (put there behind our back): adding it fails after
-    # CT4 was removed and 192.0.2.11 added; both must be undone.
-    ip(started.netns, "addr", "add", "192.0.2.12/32", "dev", CONTAINER_IFNAME)
+def test_change_rolls_back_when_a_step_fails(
+    lan: Lan, started: ContainerNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the host route of 192.0.2.12 fails after CT4 was removed and 192.0.2.11 added: all undone
+    real = container_module.add_host_route
+
+    def failing(host, address, index):  # type: ignore[no-untyped-def]
+        if str(address) == "192.0.2.12":
+            raise HostNetworkError("cannot add the route to 192.0.2.12: injected")
+        real(host, address, index)
+
+    monkeypatch.setattr(container_module, "add_host_route", failing)
     node_before, ct_before = snapshot(lan.node), snapshot(started.netns)
     with pytest.raises(HostNetworkError, match="192.0.2.12"):
         change_addresses(started, ["192.0.2.11", "192.0.2.12"], [CT4])
     assert snapshot(lan.node) == node_before
     assert snapshot(started.netns) == ct_before
+
+
+def test_an_address_already_inside_is_adopted_and_kept_on_rollback(
+    lan: Lan, started: ContainerNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The container's root put 192.0.2.12 on venet0 by hand; the admin then grants it: that works,
+    and a rollback of the grant leaves the root's address where it was."""
+    ip(started.netns, "addr", "add", "192.0.2.12/32", "dev", CONTAINER_IFNAME)
+    changed = change_addresses(started, ["192.0.2.12"])
+    assert "192.0.2.12" in [str(a) for a in changed.addresses]
+    assert "192.0.2.12" in ip(lan.node, "route", "show", "dev", f"ve-{started.ctid}")
+    changed = change_addresses(changed, [], ["192.0.2.12"])
+    ip(started.netns, "addr", "add", "192.0.2.12/32", "dev", CONTAINER_IFNAME)
+    monkeypatch.setattr(container_module, "add_host_route", _fail)
+    ct_before = snapshot(started.netns)
+    with pytest.raises(HostNetworkError, match="injected"):
+        change_addresses(changed, ["192.0.2.12"])
+    assert snapshot(started.netns) == ct_before
+
+
+def _fail(*args: object) -> None:
+    raise HostNetworkError("injected")
 
 
 def test_change_refuses_an_address_routed_elsewhere(lan: Lan, started: ContainerNetwork) -> None:

@@ -142,8 +142,8 @@ def _add_address(
     address: Address, devices: Iterable[int], undo: Rollback,
 ) -> None:
     """Address inside, host route, proxy entries; each with its undo."""
-    add_inside_address(container, container_index, address)
-    undo.push(f"delete {address} inside", lambda: delete_inside_address(container, container_index, address))
+    if add_inside_address(container, container_index, address):
+        undo.push(f"delete {address} inside", lambda: delete_inside_address(container, container_index, address))
     add_host_route(host, address, host_index)
     undo.push(f"delete the route to {address}", lambda: delete_host_route(host, address, host_index))
     for device in devices:

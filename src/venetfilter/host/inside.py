@@ -80,11 +80,18 @@ def ensure_default_routes(ipr: IPRoute, index: int) -> None:
                 ipr.route("add", family=family, dst=dst, oif=index, **extra)
 
 
-def add_inside_address(ipr: IPRoute, index: int, address: Address) -> None:
-    """Put `address` on the container link as /32 or /128 (IPv6: no DAD)."""
+def add_inside_address(ipr: IPRoute, index: int, address: Address) -> bool:
+    """Put `address` on the container link as /32 or /128 (IPv6: no DAD). False when it was there
+    already (its root put it there by hand): the admin's grant makes it work, nothing to add."""
     extra = {"flags": IFA_F_NODAD} if address.version == 6 else {}
     with netlink_step(f"add address {address} inside the container"):
-        ipr.addr("add", index=index, address=str(address), prefixlen=host_prefixlen(address), **extra)
+        try:
+            ipr.addr("add", index=index, address=str(address), prefixlen=host_prefixlen(address), **extra)
+        except NetlinkError as exc:
+            if exc.code == errno.EEXIST:
+                return False
+            raise
+    return True
 
 
 def delete_inside_address(ipr: IPRoute, index: int, address: Address) -> None:
