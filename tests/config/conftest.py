@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from venetfilter.cli import main
+from tests.cli_runner import Result, in_process
 from venetfilter.config import ContainerManager
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -28,13 +28,6 @@ class Dirs:
         return ["--conf-dir", str(self.conf), "--run-dir", str(self.run)]
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture
 def dirs(tmp_path: Path) -> Dirs:
     """A configuration and a runtime directory, not created yet."""
@@ -50,14 +43,7 @@ def manager(dirs: Dirs) -> ContainerManager:
 @pytest.fixture
 def cli(dirs: Dirs, capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
     """``cli("set", "101", ...)`` runs ``venetctl`` in-process on `dirs` and returns code, stdout, stderr."""
-
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        code = main([*dirs.options(), *args])
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return run
+    return in_process(capsys, dirs.options())
 
 
 def subprocess_env() -> dict[str, str]:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from venetfilter.cli import main
+from tests.cli_runner import Result, in_process
 from venetfilter.config import ContainerManager
 from venetfilter.host import default_netns_name, open_iproute
 from venetfilter.host.netns import netns_exists
@@ -17,25 +16,11 @@ from venetfilter.host.netns import netns_exists
 from .conftest import CT4, CT6, UPLINK, Lan, ip, ping, snapshot
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture
 def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
     """``cli("start", CTID, ...)`` on private conf/run dirs, without waiting for a worker."""
     options = ["--conf-dir", str(tmp_path / "conf"), "--run-dir", str(tmp_path / "run"), "--notify-timeout", "0.2"]
-
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        code = main([*options, *args])
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return run
+    return in_process(capsys, options)
 
 
 def _state(tmp_path: Path) -> dict[str, object]:
