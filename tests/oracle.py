@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from venetfilter import Verdict
+from venetfilter import Ours, Verdict
 
 
 class NaiveClassifier:
@@ -21,8 +21,10 @@ class NaiveClassifier:
         self.links[ifindex] = ctid
         self.addresses[ctid] = {ipaddress.ip_address(a) for a in addresses}
 
-    def classify(self, packet: bytes, indev: int, outdev: int) -> Verdict:
+    def classify(self, packet: bytes, indev: int, outdev: int, ours: int = 0) -> Verdict:
         leaving, entering = self.links.get(indev), self.links.get(outdev)
+        if (ours & Ours.IN and leaving is None) or (ours & Ours.OUT and entering is None):
+            return Verdict.DROP_UNKNOWN_LINK
         if leaving is None and entering is None:
             return Verdict.ACCEPT
         if not packet:

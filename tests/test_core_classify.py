@@ -7,7 +7,7 @@ from array import array
 import pytest
 
 from tests.packets import EXT_FRAGMENT, EXT_HOP_BY_HOP, EXT_ROUTING, ipv4, ipv6
-from venetfilter import Verdict
+from venetfilter import Ours, Verdict
 
 A, B, HOST, OUT = 11, 12, 3, 4  # ifindexes: containers A and B, a host interface, the uplink
 
@@ -30,6 +30,49 @@ def test_not_our_business(table):
         assert table.classify(junk, indev, outdev) is Verdict.ACCEPT
         assert table.classify(ipv4("203.0.113.9", "224.0.0.1"), indev, outdev) is Verdict.ACCEPT
     assert all(sum(c.values()) == 0 for c in table.counters().values())
+
+
+UNKNOWN = 77  # a container link (by the kernel's name match) the table does not know
+
+
+@pytest.mark.parametrize(
+    "indev, outdev, ours",
+    [
+        (UNKNOWN, OUT, Ours.IN),  # leaving an unregistered link
+        (UNKNOWN, A, Ours.IN),  # ... for a known container: still unknown
+        (0, UNKNOWN, Ours.OUT),  # the node itself into an unregistered link
+        (OUT, UNKNOWN, Ours.OUT),
+        (A, UNKNOWN, Ours.BOTH),  # from a known container into an unknown one
+        (UNKNOWN, A, Ours.BOTH),
+        (0, OUT, Ours.IN),  # "the incoming device is ours" without one
+    ],
+)
+def test_unknown_link_is_dropped_and_charged_to_nobody(table, indev, outdev, ours):
+    for packet in (ipv4("192.0.2.1", "192.0.2.2"), ipv6("2001:db8::1", "2001:db8::2"), b"", b"\x00junk"):
+        assert table.classify(packet, indev, outdev, ours) is Verdict.DROP_UNKNOWN_LINK
+    assert table.unknown_links == 4
+    assert all(sum(c.values()) == 0 for c in table.counters().values())
+
+
+def test_known_links_flagged_ours_are_judged_as_usual(table):
+    packet = ipv4("192.0.2.1", "192.0.2.2")
+    assert table.classify(packet, A, B, Ours.BOTH) is Verdict.ACCEPT
+    assert table.classify(packet, A, OUT, Ours.IN) is Verdict.ACCEPT
+    assert table.classify(packet, OUT, B, Ours.OUT) is Verdict.ACCEPT
+    assert table.classify(ipv4("192.0.2.9", "192.0.2.2"), A, 0, Ours.IN) is Verdict.DROP_SOURCE
+    assert table.unknown_links == 0
+
+
+def test_unknown_link_count_survives_a_reload(table):
+    table.classify(b"", UNKNOWN, 0, Ours.IN)
+    table.load({"101": (A, ["192.0.2.1"])})
+    assert table.unknown_links == 1
+
+
+@pytest.mark.parametrize("ours", [-1, 4, 255, "1", 1.0, None])
+def test_bad_ours_flags_are_refused(table, ours):
+    with pytest.raises((TypeError, ValueError, OverflowError)):
+        table.classify(b"", A, 0, ours)
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ CAddressTable, PyAddressTable = IMPLEMENTATIONS["cython"], IMPLEMENTATIONS["pyth
 V4_POOL = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "198.51.100.7", "203.0.113.255", "0.0.0.0"]
 V6_POOL = ["2001:db8::1", "2001:db8::2", "2001:db8:1::", "fe80::1", "::ffff:192.0.2.1", "::1"]
 DEVICES = st.integers(0, 6)
+OURS = st.integers(0, 3)  # Ours flags: devices known to be container links
 
 v4_addresses = st.one_of(st.sampled_from(V4_POOL), st.ip_addresses(v=4).map(str))
 v6_addresses = st.one_of(st.sampled_from(V6_POOL), st.ip_addresses(v=6).map(str))
@@ -73,42 +74,46 @@ def build(cls: type, entries: Mapping[str, tuple[int, list[str]]]):
     return table
 
 
-def oracle(table_snapshot: dict, packet: bytes, indev: int, outdev: int) -> Verdict:
+def oracle(table_snapshot: dict, packet: bytes, indev: int, outdev: int, ours: int = 0) -> Verdict:
     """venet's rules written again from the text of the spec, with ipaddress objects."""
     naive = NaiveClassifier()
     for container in table_snapshot.values():
         naive.set_container(container.ctid, container.ifindex, container.addresses)
-    return naive.classify(packet, indev, outdev)
+    return naive.classify(packet, indev, outdev, ours)
 
 
 @settings(max_examples=400, deadline=None)
-@given(tables, st.lists(st.tuples(packets, DEVICES, DEVICES), max_size=12))
+@given(tables, st.lists(st.tuples(packets, DEVICES, DEVICES, OURS), max_size=12))
 def test_implementations_agree_with_each_other_and_the_oracle(entries, traffic):
     c_table, py_table = build(CAddressTable, entries), build(PyAddressTable, entries)
     snapshot = py_table.containers()
     assert c_table.containers() == snapshot
-    for packet, indev, outdev in traffic:
-        expected = oracle(snapshot, packet, indev, outdev)
-        assert c_table.classify(packet, indev, outdev) is expected
-        assert py_table.classify(packet, indev, outdev) is expected
+    for packet, indev, outdev, ours in traffic:
+        expected = oracle(snapshot, packet, indev, outdev, ours)
+        assert c_table.classify(packet, indev, outdev, ours) is expected
+        assert py_table.classify(packet, indev, outdev, ours) is expected
     assert c_table.counters() == py_table.counters()
+    assert c_table.unknown_links == py_table.unknown_links
 
 
 @settings(max_examples=300, deadline=None)
-@given(tables, st.lists(st.tuples(st.binary(max_size=80), DEVICES, DEVICES), max_size=10))
-def test_arbitrary_bytes_never_raise_and_agree(entries, traffic):
+@given(tables, st.lists(st.tuples(st.binary(max_size=80), DEVICES, DEVICES, OURS), max_size=10), st.booleans())
+def test_arbitrary_bytes_never_raise_and_agree(entries, traffic, with_ours):
     c_table, py_table = build(CAddressTable, entries), build(PyAddressTable, entries)
-    data = b"".join(p for p, _, _ in traffic)
+    data = b"".join(p for p, _, _, _ in traffic)
     offsets = array("I", [0])
-    for packet, _, _ in traffic:
+    for packet, _, _, _ in traffic:
         offsets.append(offsets[-1] + len(packet))
-    indevs, outdevs = array("I", [i for _, i, _ in traffic]), array("I", [o for _, _, o in traffic])
+    indevs, outdevs = array("I", [t[1] for t in traffic]), array("I", [t[2] for t in traffic])
+    ours = bytes(t[3] for t in traffic) if with_ours else None
     c_out, py_out = bytearray(len(traffic)), bytearray(len(traffic))
-    c_table.classify_batch(data, offsets, indevs, outdevs, c_out)
-    py_table.classify_batch(data, offsets, indevs, outdevs, py_out)
+    c_table.classify_batch(data, offsets, indevs, outdevs, c_out, ours)
+    py_table.classify_batch(data, offsets, indevs, outdevs, py_out, ours)
     assert c_out == py_out
     assert c_table.counters() == py_table.counters()
-    assert [py_table.classify(p, i, o) for p, i, o in traffic] == list(c_out)
+    assert c_table.unknown_links == py_table.unknown_links
+    flags = [t[3] if with_ours else 0 for t in traffic]
+    assert [py_table.classify(p, i, o, f) for (p, i, o, _), f in zip(traffic, flags)] == list(c_out)
 
 
 def outcome(call):

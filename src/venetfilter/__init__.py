@@ -7,7 +7,7 @@ proxies with pyroute2; `rules` installs the iptables/ip6tables rules.
 
 from __future__ import annotations
 
-from .core import IMPLEMENTATION, AddressTable, Container, Verdict
+from .core import IMPLEMENTATION, AddressTable, Container, Ours, Verdict
 from .errors import (
     AddressInUseError,
     InvalidAddressError,
@@ -25,6 +25,7 @@ __all__ = [
     "InvalidAddressError",
     "InvalidContainerError",
     "LinkInUseError",
+    "Ours",
     "UnknownContainerError",
     "Verdict",
     "VenetfilterError",

@@ -19,8 +19,9 @@ from venetfilter.worker.metrics import MetricsServer, render
 
 
 class FakePacket:
-    def __init__(self, payload: bytes, indev: int, outdev: int, fail_payload: bool = False) -> None:
+    def __init__(self, payload: bytes, indev: int, outdev: int, fail_payload: bool = False, hook: int = 0) -> None:
         self.payload, self.indev, self.outdev, self.fail_payload = payload, indev, outdev, fail_payload
+        self.hook = hook  # NF_INET_PRE_ROUTING: indev is a container link
         self.verdicts: list[str] = []
 
     def get_payload(self) -> bytes:

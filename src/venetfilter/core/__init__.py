@@ -10,9 +10,9 @@ import os
 from typing import TYPE_CHECKING
 
 from ._core_py import AddressTable as PyAddressTable
-from ._types import Container, Verdict
+from ._types import Container, Ours, Verdict
 
-__all__ = ["IMPLEMENTATION", "AddressTable", "CAddressTable", "Container", "PyAddressTable", "Verdict"]
+__all__ = ["IMPLEMENTATION", "AddressTable", "CAddressTable", "Container", "Ours", "PyAddressTable", "Verdict"]
 
 CAddressTable: type[PyAddressTable] | None
 try:

@@ -11,7 +11,14 @@ cdef enum:
     VF_DROP_MULTICAST = 3
     VF_DROP_MALFORMED = 4
     VF_DROP_NOT_IP = 5
-    VF_NVERDICTS = 6
+    VF_DROP_UNKNOWN_LINK = 6
+    VF_NVERDICTS = 7
+
+
+# `ours` flags of table_classify: the device is a container link (matched by name in the kernel).
+cdef enum:
+    VF_OURS_IN = 1
+    VF_OURS_OUT = 2
 
 
 # A key is 128 bits: an IPv6 address, or an IPv4 address (or an interface index) in `lo` with
@@ -43,12 +50,13 @@ cdef struct Table:
     CtSlot *cts         # container slots
     size_t cts_len
     size_t cts_cap
+    uint64_t unknown_links  # DROP_UNKNOWN_LINK verdicts (charged to no container)
 
 
 # The whole per-packet decision, counters included. No Python, no allocation: safe without the GIL
 # as long as nobody changes the table meanwhile (the GIL-holding methods below are the only writers).
 cdef uint8_t table_classify(Table *t, const uint8_t *packet, size_t length,
-                            uint32_t indev, uint32_t outdev) noexcept nogil
+                            uint32_t indev, uint32_t outdev, uint8_t ours) noexcept nogil
 
 
 cdef struct Key:

@@ -220,9 +220,12 @@ cdef inline uint8_t decide(Table *t, const uint8_t *p, size_t n,
 
 
 cdef uint8_t table_classify(Table *t, const uint8_t *packet, size_t length,
-                            uint32_t indev, uint32_t outdev) noexcept nogil:
+                            uint32_t indev, uint32_t outdev, uint8_t ours) noexcept nogil:
     cdef int32_t leaving = map_find(&t.links, 0, indev) if indev else -1
     cdef int32_t entering = map_find(&t.links, 0, outdev) if outdev else -1
+    if ((ours & VF_OURS_IN) and leaving < 0) or ((ours & VF_OURS_OUT) and entering < 0):
+        t.unknown_links += 1
+        return VF_DROP_UNKNOWN_LINK
     if leaving < 0 and entering < 0:
         return VF_ACCEPT  # not a container's packet: not our business
     cdef uint8_t verdict = decide(t, packet, length, leaving, entering)
@@ -305,6 +308,16 @@ cdef class Keys:
 
     def __dealloc__(self):
         free(self.keys)
+
+
+cdef uint8_t check_ours(object ours) except? 255:
+    try:
+        value = ours.__index__()
+    except (AttributeError, TypeError):
+        raise TypeError(f"ours must be an Ours flag, not {type(ours).__name__}") from None
+    if not 0 <= value <= 3:
+        raise ValueError(f"ours = {value} is not an Ours flag (0 to 3)")
+    return value
 
 
 cdef str check_ctid(object ctid):
@@ -418,6 +431,7 @@ cdef class AddressTable:
             if old_slot >= 0:
                 memcpy(fresh.t.cts[<int32_t>new_slot].counts, self.t.cts[old_slot].counts,
                        sizeof(self.t.cts[old_slot].counts))
+        fresh.t.unknown_links = self.t.unknown_links
         # swap: `fresh` leaves with the old table and frees it
         cdef Table old = self.t
         self.t = fresh.t
@@ -524,42 +538,57 @@ cdef class AddressTable:
             result[ctid] = {verdict: ct.counts[<int>verdict] for verdict in VERDICTS}
         return result
 
+    @property
+    def unknown_links(self):
+        """How many packets were DROP_UNKNOWN_LINK (they are charged to no container)."""
+        return self.t.unknown_links
+
     def __len__(self):
         return self.t.v4.used + self.t.v6.used
 
     # -- the per-packet path -----------------------------------------------------------------------
 
-    def classify(self, packet, uint32_t indev, uint32_t outdev):
-        """venet's verdict for one IP packet that came in on `indev` and goes out on `outdev` (0: none)."""
+    def classify(self, packet, uint32_t indev, uint32_t outdev, ours=0):
+        """venet's verdict for one IP packet that came in on `indev` and goes out on `outdev` (0: none);
+        `ours` (`Ours`) says which of them the caller knows to be container links."""
         cdef Py_buffer view
         cdef uint8_t verdict
+        cdef uint8_t flags = check_ours(ours)
         if type(packet) is bytes:
             verdict = table_classify(&self.t, <const uint8_t *>PyBytes_AS_STRING(packet),
-                                     PyBytes_GET_SIZE(packet), indev, outdev)
+                                     PyBytes_GET_SIZE(packet), indev, outdev, flags)
         else:
             PyObject_GetBuffer(packet, &view, PyBUF_SIMPLE)
             try:
-                verdict = table_classify(&self.t, <const uint8_t *>view.buf, view.len, indev, outdev)
+                verdict = table_classify(&self.t, <const uint8_t *>view.buf, view.len, indev, outdev, flags)
             finally:
                 PyBuffer_Release(&view)
         return VERDICTS[verdict]
 
     def classify_batch(self, const uint8_t[::1] data, const uint32_t[::1] offsets,
-                       const uint32_t[::1] indevs, const uint32_t[::1] outdevs, uint8_t[::1] out):
+                       const uint32_t[::1] indevs, const uint32_t[::1] outdevs, uint8_t[::1] out,
+                       const uint8_t[::1] ours=None):
         """Classify n packets in one call, without a Python object per packet.
 
         Packet i is ``data[offsets[i]:offsets[i + 1]]`` (`offsets` holds n + 1 unsigned 32-bit
         integers, non-decreasing, within `data`); `indevs` and `outdevs` hold n unsigned 32-bit
-        integers; the verdicts are written as bytes to `out` (n bytes, writable).
+        integers; the verdicts are written as bytes to `out` (n bytes, writable). `ours`, when
+        given, holds n bytes of `Ours` flags (0 to 3).
         """
         cdef size_t n = indevs.shape[0]
         cdef size_t i
         cdef uint32_t previous = 0
-        if offsets.shape[0] != n + 1 or outdevs.shape[0] != n or out.shape[0] < n:
+        if (offsets.shape[0] != n + 1 or outdevs.shape[0] != n or out.shape[0] < n
+                or (ours is not None and ours.shape[0] != n)):
             raise ValueError(
                 f"batch sizes disagree: {offsets.shape[0]} offsets, {n} indevs, "
                 f"{outdevs.shape[0]} outdevs, {out.shape[0]} out"
+                + ("" if ours is None else f", {ours.shape[0]} ours")
             )
+        if ours is not None:
+            for i in range(n):
+                if ours[i] > 3:
+                    raise ValueError(f"ours[{i}] = {ours[i]} is not an Ours flag (0 to 3)")
         for i in range(n + 1):
             if offsets[i] < previous or offsets[i] > <size_t>data.shape[0]:
                 raise ValueError(
@@ -569,4 +598,4 @@ cdef class AddressTable:
         cdef const uint8_t *base = &data[0] if data.shape[0] else NULL
         for i in range(n):
             out[i] = table_classify(&self.t, base + offsets[i], offsets[i + 1] - offsets[i],
-                                    indevs[i], outdevs[i])
+                                    indevs[i], outdevs[i], 0 if ours is None else ours[i])

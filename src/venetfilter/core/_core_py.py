@@ -23,7 +23,7 @@ from ..errors import (
     LinkInUseError,
     UnknownContainerError,
 )
-from ._types import Container, Verdict
+from ._types import Container, Ours, Verdict
 
 __all__ = ["AddressTable", "format_address", "parse_address", "parse_addresses"]
 
@@ -35,6 +35,7 @@ DROP_DESTINATION = Verdict.DROP_DESTINATION
 DROP_MULTICAST = Verdict.DROP_MULTICAST
 DROP_MALFORMED = Verdict.DROP_MALFORMED
 DROP_NOT_IP = Verdict.DROP_NOT_IP
+DROP_UNKNOWN_LINK = Verdict.DROP_UNKNOWN_LINK
 
 MAX_IFINDEX = 0xFFFFFFFF
 _NVERDICTS = len(Verdict)
@@ -88,6 +89,17 @@ def _check_ifindex(ifindex: object) -> int:
         raise InvalidContainerError(f"invalid interface index {ifindex!r}") from None
     if not 1 <= value <= MAX_IFINDEX:
         raise InvalidContainerError(f"invalid interface index {ifindex!r}: must be 1..{MAX_IFINDEX}")
+    return value
+
+
+def _check_ours(ours: object) -> int:
+    """An `ours` argument: an `Ours` flag or an integer 0..3, as the Cython version checks it."""
+    try:
+        value = _as_index(ours)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"ours must be an Ours flag, not {type(ours).__name__}") from None
+    if not 0 <= value <= 3:
+        raise ValueError(f"ours = {value} is not an Ours flag (0 to 3)")
     return value
 
 
@@ -151,6 +163,7 @@ class AddressTable:
     def __init__(self) -> None:
         self._state = _EMPTY
         self._counters: dict[str, list[int]] = {}
+        self._unknown_links = 0
         self._lock = threading.Lock()  # serialises writers; readers never wait
 
     # -- changes -----------------------------------------------------------------------------------
@@ -256,22 +269,33 @@ class AddressTable:
         """Packets classified per container and verdict (containers' own packets only)."""
         return {ctid: dict(zip(Verdict, counts)) for ctid, counts in sorted(self._counters.items())}
 
+    @property
+    def unknown_links(self) -> int:
+        """How many packets were DROP_UNKNOWN_LINK (they are charged to no container)."""
+        return self._unknown_links
+
     def __len__(self) -> int:
         return len(self._state.owners)
 
     # -- the per-packet path -----------------------------------------------------------------------
 
-    def classify(self, packet: bytes, indev: int, outdev: int) -> Verdict:
+    def classify(self, packet: bytes, indev: int, outdev: int, ours: int = Ours.NONE) -> Verdict:
         """venet's verdict for one IP packet that came in on `indev` and goes out on `outdev` (0: none).
 
-        A packet is counted once: a DROP_DESTINATION for the container it enters, anything else for
-        the container it leaves or, when it leaves none, the one it enters.
+        `ours` says which of the two devices the caller knows to be container links: such a device
+        the table does not know makes the packet DROP_UNKNOWN_LINK, counted in `unknown_links`.
+        Any other packet is counted once: a DROP_DESTINATION for the container it enters, anything
+        else for the container it leaves or, when it leaves none, the one it enters.
         """
         if not isinstance(packet, bytes):
             packet = memoryview(packet).tobytes()
         state = self._state
         leaving = state.links.get(_check_device(indev))
         entering = state.links.get(_check_device(outdev))
+        flags = _check_ours(ours)
+        if (flags & Ours.IN and leaving is None) or (flags & Ours.OUT and entering is None):
+            self._unknown_links += 1
+            return DROP_UNKNOWN_LINK
         if leaving is None and entering is None:
             return ACCEPT  # not a container's packet: not our business
         verdict = decide(packet, state.owners, leaving, entering)
@@ -281,23 +305,32 @@ class AddressTable:
             counts[verdict] += 1
         return verdict
 
-    def classify_batch(self, data: bytes, offsets: object, indevs: object, outdevs: object, out: object) -> None:
+    def classify_batch(
+        self, data: bytes, offsets: object, indevs: object, outdevs: object, out: object, ours: object = None
+    ) -> None:
         """Classify n packets in one call; no Python object is made per packet by the Cython version.
 
         Packet i is ``data[offsets[i]:offsets[i + 1]]`` (`offsets` holds n + 1 unsigned 32-bit
         integers, non-decreasing, within `data`); `indevs` and `outdevs` hold n unsigned 32-bit
-        integers; the verdicts are written as bytes to `out` (n bytes, writable).
+        integers; the verdicts are written as bytes to `out` (n bytes, writable). `ours`, when
+        given, holds n bytes of `Ours` flags (0 to 3).
         """
         data_view = _buffer(data, "B", "data")
         offs = _buffer(offsets, "I", "offsets")
         ins = _buffer(indevs, "I", "indevs")
         outs = _buffer(outdevs, "I", "outdevs")
         result = _buffer(out, "B", "out", writable=True)
+        flags = None if ours is None else _buffer(ours, "B", "ours")
         n = len(ins)
-        if len(offs) != n + 1 or len(outs) != n or len(result) < n:
+        if len(offs) != n + 1 or len(outs) != n or len(result) < n or (flags is not None and len(flags) != n):
             raise ValueError(
                 f"batch sizes disagree: {len(offs)} offsets, {n} indevs, {len(outs)} outdevs, {len(result)} out"
+                + ("" if flags is None else f", {len(flags)} ours")
             )
+        if flags is not None:
+            for i, flag in enumerate(flags):
+                if flag > 3:
+                    raise ValueError(f"ours[{i}] = {flag} is not an Ours flag (0 to 3)")
         previous = 0
         for i, offset in enumerate(offs):
             if offset < previous or offset > len(data_view):
@@ -307,7 +340,7 @@ class AddressTable:
             previous = offset
         for i in range(n):
             packet = data_view[offs[i] : offs[i + 1]].tobytes()
-            result[i] = self.classify(packet, ins[i], outs[i])
+            result[i] = self.classify(packet, ins[i], outs[i], 0 if flags is None else flags[i])
 
 
 _ITEMSIZE = {"B": 1, "I": 4}

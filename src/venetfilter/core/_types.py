@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, IntFlag
 from typing import NamedTuple
 
-__all__ = ["Container", "Verdict"]
+__all__ = ["Container", "Ours", "Verdict"]
 
 
 class Verdict(IntEnum):
@@ -19,6 +19,22 @@ class Verdict(IntEnum):
     DROP_MULTICAST = 3
     DROP_MALFORMED = 4
     DROP_NOT_IP = 5
+    DROP_UNKNOWN_LINK = 6
+    """On a link the caller says is a container link (`Ours`) that the table does not know: a
+    container that is starting, stopping, or was never registered. Charged to no container."""
+
+
+class Ours(IntFlag):
+    """Which of a packet's devices the caller knows to be container links (the kernel rules matched
+    them by name). Such a device must be in the table, or the packet is DROP_UNKNOWN_LINK; without
+    the flag an unknown device is simply not a container's."""
+
+    NONE = 0
+    IN = 1
+    """`indev` is a container link: the packet leaves a container."""
+    OUT = 2
+    """`outdev` is a container link: the packet enters a container."""
+    BOTH = 3
 
 
 class Container(NamedTuple):

@@ -21,7 +21,7 @@ from libc.string cimport memcpy, memset
 from cpython.exc cimport PyErr_CheckSignals
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
-from ..core._core cimport VF_ACCEPT, AddressTable, Table, table_classify
+from ..core._core cimport VF_ACCEPT, VF_OURS_IN, VF_OURS_OUT, AddressTable, Table, table_classify
 from .libnfq cimport *
 
 from ..core import Verdict
@@ -30,6 +30,12 @@ from ..errors import QueueBindError
 
 cdef extern from "<arpa/inet.h>" nogil:
     uint32_t ntohl(uint32_t)
+
+
+cdef extern from "<linux/netfilter.h>" nogil:
+    enum:
+        NF_INET_PRE_ROUTING
+        NF_INET_POST_ROUTING
 
 
 cdef extern from "<sys/uio.h>" nogil:
@@ -118,6 +124,16 @@ cdef inline double monotonic() noexcept nogil:
     return now.tv_sec + now.tv_nsec * 1e-9
 
 
+cdef inline uint8_t ours_at_hook(uint8_t hook) noexcept nogil:
+    """Which device the kernel rules matched by name: the incoming one before routing (the packet
+    leaves a container), the outgoing one after it (the packet enters one)."""
+    if hook == NF_INET_PRE_ROUTING:
+        return VF_OURS_IN
+    if hook == NF_INET_POST_ROUTING:
+        return VF_OURS_OUT
+    return 0
+
+
 cdef inline void close_run(Loop *loop) noexcept nogil:
     if loop.run_open:
         loop.ops[loop.nops].id = loop.run_id
@@ -140,7 +156,7 @@ cdef int on_packet(nfq_q_handle *qh, nfgenmsg *nfmsg, nfq_data *nfa, void *data)
         length = 0
     cdef uint32_t indev = nfq_get_indev(nfa)
     cdef uint32_t outdev = nfq_get_outdev(nfa)
-    cdef uint8_t verdict = table_classify(loop.table, payload, length, indev, outdev)
+    cdef uint8_t verdict = table_classify(loop.table, payload, length, indev, outdev, ours_at_hook(ph.hook))
     cdef uint32_t nf_verdict = NF_ACCEPT if verdict == VF_ACCEPT else NF_DROP
     if loop.have_last and packet_id != loop.last_id + 1:
         # some message was not read: nothing below this id may be accepted by a later batch

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from ..core import Verdict
+from ..core import Ours, Verdict
 
 __all__ = ["Classifier", "DropHandler", "VerdictCallback"]
 
@@ -18,6 +18,7 @@ class NfqPacket(Protocol):
 
     indev: int
     outdev: int
+    hook: int
 
     def get_payload(self) -> bytes: ...
     def accept(self) -> None: ...
@@ -25,7 +26,21 @@ class NfqPacket(Protocol):
 
 
 class Classifier(Protocol):
-    def classify(self, packet: bytes, indev: int, outdev: int) -> Verdict: ...
+    def classify(self, packet: bytes, indev: int, outdev: int, ours: int = 0) -> Verdict: ...
+
+
+NF_INET_PRE_ROUTING = 0
+NF_INET_POST_ROUTING = 4
+
+
+def ours_at_hook(hook: int) -> Ours:
+    """Which device the kernel rules matched by name: the incoming one before routing (the packet
+    leaves a container), the outgoing one after it (the packet enters one)."""
+    if hook == NF_INET_PRE_ROUTING:
+        return Ours.IN
+    if hook == NF_INET_POST_ROUTING:
+        return Ours.OUT
+    return Ours.NONE
 
 
 DropHandler = Callable[[Verdict, bytes, int, int], None]
@@ -46,7 +61,7 @@ class VerdictCallback:
         header = b""
         try:
             header = packet.get_payload()
-            verdict = self.table.classify(header, packet.indev, packet.outdev)
+            verdict = self.table.classify(header, packet.indev, packet.outdev, ours_at_hook(packet.hook))
         except Exception:  # fail closed, and go on with the next packet
             self.errors += 1
             logger.exception("classifying a packet failed; dropped")
