@@ -4,7 +4,7 @@
 
 One topology, in namespaces of its own (removed at the end, also on failure or Ctrl-C):
 
-    container netns --venet0/ve-101--> node netns (rules + worker) --up0/eth0--> outside netns
+    container netns --venet0/vnf101--> node netns (rules + worker) --up0/eth0--> outside netns
     192.0.2.1-8/32 (+ a spoofed .250)      forwarding, NFQUEUE               198.51.100.2 (receiver)
 
 The container is given its addresses and started with `venetctl set --save` and `venetctl start`. For each worker -- kernel only (no rules), the plain C libnetfilter_queue loop

@@ -80,13 +80,13 @@ def test_failing_live_apply_is_34(cli: Cli, dirs: Dirs, monkeypatch: pytest.Monk
     before = (dirs.run / "state.json").read_bytes(), (dirs.conf / "101.conf").read_bytes()
 
     def fail(self: object, ctid: str, added: object, removed: object) -> None:
-        raise RuntimeError("ve-101: no such device")
+        raise RuntimeError("vnf101: no such device")
 
     monkeypatch.setattr(NoopApplier, "apply", fail)
     r = cli("set", "101", "--ipadd", "192.0.2.2", "--save")
     assert r.code == 34 and r.out == ""
     assert r.err == (
-        "venetctl: Unable to add IP address(es) to container 101, nothing was saved: ve-101: no such device\n"
+        "venetctl: Unable to add IP address(es) to container 101, nothing was saved: vnf101: no such device\n"
     )
     assert ((dirs.run / "state.json").read_bytes(), (dirs.conf / "101.conf").read_bytes()) == before
 
@@ -156,14 +156,14 @@ def test_show(cli: Cli, dirs: Dirs) -> None:
     manager.set("101", delete="192.0.2.1")
     r = cli("show", "101")
     assert r.code == 0 and r.out == (
-        "CT 101: running (link ve-101, ifindex 7, netns ct101)\n"
+        "CT 101: running (link vnf101, ifindex 7, netns ct101)\n"
         "  saved:   192.0.2.1 2001:db8::1/64\n"
         "  runtime: 2001:db8::1/64\n"
     )
     r = cli("show", "101", "--json")
     assert json.loads(r.out) == {
         "ctid": "101", "running": True, "saved": ["192.0.2.1", "2001:db8::1/64"], "runtime": ["2001:db8::1/64"],
-        "ifindex": 7, "link": "ve-101", "netns": "ct101",
+        "ifindex": 7, "link": "vnf101", "netns": "ct101",
     }
 
 
@@ -176,7 +176,7 @@ def test_show_unknown_is_14(cli: Cli) -> None:
 def test_show_running_without_config(cli: Cli, dirs: Dirs) -> None:
     running(dirs, "web", 9)
     r = cli("show", "web")
-    assert r.out == "CT web: running (link ve-web, ifindex 9)\n  saved:   (no config file)\n  runtime: -\n"
+    assert r.out == "CT web: running (link vnfweb, ifindex 9)\n  saved:   (no config file)\n  runtime: -\n"
     assert json.loads(cli("show", "web", "--json").out)["saved"] is None
 
 

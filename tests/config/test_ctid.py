@@ -18,7 +18,7 @@ BAD = ["", "../x", "..", ".", "/x", "x/y", "a" * 13, "1234567890123", " 101", "1
 def test_good_ids(ctid: str) -> None:
     assert validate_ctid(ctid) == ctid
     assert is_valid_ctid(ctid)
-    assert host_ifname(ctid) == "ve-" + ctid
+    assert host_ifname(ctid) == "vnf" + ctid
     assert len(host_ifname(ctid)) <= 15
 
 

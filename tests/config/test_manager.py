@@ -215,7 +215,7 @@ def test_start_stop(manager: ContainerManager) -> None:
     result = manager.start("101", 7, netns="ct101")
     assert [str(a) for a in result.runtime or ()] == ["192.0.2.1/24"]
     running = manager.runtime_state().containers["101"]
-    assert (running.ifindex, running.netns, running.link) == (7, "ct101", "ve-101")
+    assert (running.ifindex, running.netns, running.link) == (7, "ct101", "vnf101")
     manager.start("102", 8)  # no config: runs without addresses
     assert live(manager, "102") == []
     manager.stop("101")
@@ -311,7 +311,7 @@ def test_state_file_matches_the_contract(manager: ContainerManager, dirs: Dirs) 
         "generation": 1,
         "containers": {
             "101": {"ifindex": 7, "addresses": ["192.0.2.1/24", "2001:db8::1"], "netns": "/run/netns/ct101",
-                    "link": "ve-101"}
+                    "link": "vnf101"}
         },
     }
 

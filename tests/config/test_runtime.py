@@ -41,7 +41,7 @@ def test_mark_running_and_stopped(tmp_path: Path) -> None:
     assert document == {
         "generation": 2,
         "containers": {
-            "101": {"ifindex": 7, "addresses": ["192.0.2.1", "2001:db8::1/64"], "netns": "ct101", "link": "ve-101"},
+            "101": {"ifindex": 7, "addresses": ["192.0.2.1", "2001:db8::1/64"], "netns": "ct101", "link": "vnf101"},
             "web": {"ifindex": 8, "addresses": ["192.0.2.2"], "netns": None, "link": "veth-web"},
         },
     }
@@ -79,7 +79,7 @@ def test_bad_arguments(tmp_path: Path) -> None:
 
 
 def entry(**changes: object) -> dict[str, object]:
-    base: dict[str, object] = {"ifindex": 7, "addresses": ["192.0.2.1"], "netns": None, "link": "ve-101"}
+    base: dict[str, object] = {"ifindex": 7, "addresses": ["192.0.2.1"], "netns": None, "link": "vnf101"}
     base.update(changes)
     return base
 
@@ -104,10 +104,10 @@ CORRUPT = {
     "address string": json.dumps({"generation": 1, "containers": {"101": entry(addresses="192.0.2.1")}}).encode(),
     "bad netns": json.dumps({"generation": 1, "containers": {"101": entry(netns=5)}}).encode(),
     "shared address": json.dumps(
-        {"generation": 1, "containers": {"101": entry(), "102": entry(ifindex=8, link="ve-102")}}
+        {"generation": 1, "containers": {"101": entry(), "102": entry(ifindex=8, link="vnf102")}}
     ).encode(),
     "shared link": json.dumps(
-        {"generation": 1, "containers": {"101": entry(), "102": entry(addresses=[], link="ve-102")}}
+        {"generation": 1, "containers": {"101": entry(), "102": entry(addresses=[], link="vnf102")}}
     ).encode(),
     "duplicate address": json.dumps(
         {"generation": 1, "containers": {"101": entry(addresses=["192.0.2.1", "192.0.2.1/24"])}}

@@ -33,6 +33,7 @@ class Stack:
     run_dir: Path
     worker: subprocess.Popen | None = None
     worker_args: list[str] = field(default_factory=list)
+    mode: str = "default"
 
     def venetctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """`venetctl ARGS` run on the hardware node (inside the host namespace)."""
@@ -44,6 +45,9 @@ class Stack:
         return result
 
     def start_worker(self, *extra: str) -> None:
+        """Start the worker with `extra` options (the stack's mode unless they name one)."""
+        if "--mode" not in extra:
+            extra = ("--mode", self.mode, *extra)
         self.worker_args = list(extra)
         with open(self.run_dir / "worker.log", "ab") as log:  # the worker keeps its own copy
             self.worker = subprocess.Popen(
@@ -79,7 +83,8 @@ class Stack:
         return (self.run_dir / "worker.log").read_text(errors="replace")
 
 
-def build(make_netns, tmp_path: Path, *, fail_open: bool = False, worker: bool = True) -> Stack:
+def build(make_netns, tmp_path: Path, *, mode: str = "default", fail_open: bool = False, worker: bool = True) -> Stack:
+    """The topology, containers started; the worker (which installs the kernel table) unless not `worker`."""
     host, outside = make_netns("vfh"), make_netns("vfo")
     containers = {ctid: make_netns("vfc") for ctid in ADDRESSES}
     stack = Stack(host, outside, containers, tmp_path / "conf", tmp_path / "run")
@@ -94,14 +99,26 @@ def build(make_netns, tmp_path: Path, *, fail_open: bool = False, worker: bool =
     ip("-n", outside, "link", "set", "eth0", "up")
     ip("-n", outside, "route", "add", "default", "via", UPLINK_V4)
     ip("-n", outside, "-6", "route", "add", "default", "via", UPLINK_V6)
+    _wait_for_uplink(host)
     stack.venetctl("sysctl", "--apply")
     for ctid, (v4, v6) in ADDRESSES.items():
         stack.venetctl("set", ctid, "--ipadd", f"{v4},{v6}", "--save")
         stack.venetctl("start", ctid, "--netns", containers[ctid])
-    stack.venetctl("rules", "install", "--netns", host, *(["--fail-open"] if fail_open else []))
+    stack.mode = mode
     if worker:
-        stack.start_worker(*(["--fail-open"] if fail_open else []))
+        stack.start_worker("--mode", mode, *(["--fail-open"] if fail_open else []))
     return stack
+
+
+def _wait_for_uplink(host: str) -> None:
+    """Until the node reaches the outside host on both families (IPv6 needs its addresses settled)."""
+    from tests.e2e.traffic import ping
+
+    deadline = time.monotonic() + 5
+    for source, destination in ((UPLINK_V4, OUTSIDE_V4), (UPLINK_V6, OUTSIDE_V6)):
+        while not ping(host, source, destination, timeout=0.5):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the test uplink does not work: {source} -> {destination}")
 
 
 def teardown(stack: Stack) -> None:
@@ -114,7 +131,7 @@ def teardown(stack: Stack) -> None:
 
 @pytest.fixture
 def stack(make_netns, tmp_path):
-    """The whole stack, fail-closed rules, a worker running."""
+    """The whole stack in the default mode, fail closed, a worker running."""
     built = build(make_netns, tmp_path)
     try:
         yield built
@@ -123,8 +140,19 @@ def stack(make_netns, tmp_path):
 
 
 @pytest.fixture
-def stack_fail_open(make_netns, tmp_path):
-    built = build(make_netns, tmp_path, fail_open=True)
+def queue_stack(make_netns, tmp_path):
+    """The whole stack in the queue mode: every container packet goes through the worker."""
+    built = build(make_netns, tmp_path, mode="queue")
+    try:
+        yield built
+    finally:
+        teardown(built)
+
+
+@pytest.fixture(params=["default", "queue"])
+def any_stack(request, make_netns, tmp_path):
+    """The whole stack in each mode in turn."""
+    built = build(make_netns, tmp_path, mode=request.param)
     try:
         yield built
     finally:

@@ -40,7 +40,7 @@ def test_start_set_stop(cli: Callable[..., Result], lan: Lan, ctid: str, tmp_pat
     assert r.code == 0, r.err
     state = _state(tmp_path)[ctid]
     with open_iproute(lan.node) as ipr:
-        assert state["ifindex"] == ipr.link_lookup(ifname=f"ve-{ctid}")[0]  # type: ignore[index]
+        assert state["ifindex"] == ipr.link_lookup(ifname=f"vnf{ctid}")[0]  # type: ignore[index]
     assert state["addresses"] == [CT4, CT6] and state["netns"] == default_netns_name(ctid)  # type: ignore[index]
     assert (tmp_path / "run" / "host" / f"{ctid}.json").exists()
     assert cli("start", ctid, "--host-netns", lan.node).code == 32
@@ -50,7 +50,7 @@ def test_start_set_stop(cli: Callable[..., Result], lan: Lan, ctid: str, tmp_pat
     assert r.code == 0, r.err
     assert _state(tmp_path)[ctid]["addresses"] == [CT6, "192.0.2.11"]  # type: ignore[index]
     assert "192.0.2.11/32" in ip(default_netns_name(ctid), "addr", "show", "venet0")
-    assert ip(lan.node, "route", "show", "192.0.2.11").startswith(f"192.0.2.11 dev ve-{ctid}")
+    assert ip(lan.node, "route", "show", "192.0.2.11").startswith(f"192.0.2.11 dev vnf{ctid}")
     assert f"{CT4} " not in ip(lan.node, "neigh", "show", "proxy")
     assert ping(lan.outside, "192.0.2.11").returncode == 0
 

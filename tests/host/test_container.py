@@ -47,10 +47,10 @@ def test_start_sets_up_a_venet_like_network_and_stop_removes_exactly_it(lan: Lan
     network = start(ctid, [CT4, f"{CT6}/64"], host_netns=lan.node)
     ns = default_netns_name(ctid)
     assert network == ContainerNetwork(ctid, ns, lan.node, True, True, True, "all", network.addresses, network.host_index)
-    assert network.host_index == int(ip(lan.node, "-o", "link", "show", f"ve-{ctid}").split(":")[0])
+    assert network.host_index == int(ip(lan.node, "-o", "link", "show", f"vnf{ctid}").split(":")[0])
     assert [str(a) for a in network.addresses] == [CT4, CT6]
 
-    host_end, inner_end = _link(lan.node, f"ve-{ctid}"), _link(ns, CONTAINER_IFNAME)
+    host_end, inner_end = _link(lan.node, f"vnf{ctid}"), _link(ns, CONTAINER_IFNAME)
     for end in (host_end, inner_end):
         assert end["flags"] & IFF_NOARP and end["flags"] & IFF_UP  # type: ignore[operator]
     assert host_end["mac"] == inner_end["mac"]  # see venetfilter.host.link
@@ -59,8 +59,8 @@ def test_start_sets_up_a_venet_like_network_and_stop_removes_exactly_it(lan: Lan
     assert "state UP" in ip(ns, "link", "show", "lo") or "LOOPBACK,UP" in ip(ns, "link", "show", "lo")
     assert ip(ns, "-4", "route", "show", "default").split()[:3] == ["default", "dev", CONTAINER_IFNAME]
     assert ip(ns, "-6", "route", "show", "default").split()[:3] == ["default", "dev", CONTAINER_IFNAME]
-    assert ip(lan.node, "-4", "route", "show", CT4).split()[:3] == [CT4, "dev", f"ve-{ctid}"]
-    assert ip(lan.node, "-6", "route", "show", CT6).split()[:3] == [CT6, "dev", f"ve-{ctid}"]
+    assert ip(lan.node, "-4", "route", "show", CT4).split()[:3] == [CT4, "dev", f"vnf{ctid}"]
+    assert ip(lan.node, "-6", "route", "show", CT6).split()[:3] == [CT6, "dev", f"vnf{ctid}"]
     proxies = ip(lan.node, "neigh", "show", "proxy")
     assert f"{CT4} dev {UPLINK} proxy" in proxies and f"{CT6} dev {UPLINK} proxy" in proxies
     assert network_of(ctid, host_netns=lan.node).addresses == network.addresses
@@ -160,9 +160,9 @@ def test_default_namespace_already_there(lan: Lan, ctid: str) -> None:
 
 def test_host_interface_name_clash(lan: Lan, ctid: str) -> None:
     with open_iproute(lan.node) as ipr:
-        ipr.link("add", ifname=f"ve-{ctid}", kind="veth", peer=f"x-{ctid}")
+        ipr.link("add", ifname=f"vnf{ctid}", kind="veth", peer=f"x-{ctid}")
     before = snapshot(lan.node)
-    with pytest.raises(InterfaceExistsError, match=f"ve-{ctid}"):
+    with pytest.raises(InterfaceExistsError, match=f"vnf{ctid}"):
         start(ctid, [CT4], host_netns=lan.node)
     assert snapshot(lan.node) == before and not netns_exists(default_netns_name(ctid))
 
@@ -191,7 +191,7 @@ def test_address_of_another_started_container(lan: Lan, ctid: str) -> None:
     first = start(other, [CT4], host_netns=lan.node)
     try:
         before = snapshot(lan.node)
-        with pytest.raises(AddressRoutedError, match=f"ve-{other}"):
+        with pytest.raises(AddressRoutedError, match=f"vnf{other}"):
             start(ctid, [CT4], host_netns=lan.node)
         assert snapshot(lan.node) == before
     finally:
@@ -232,7 +232,7 @@ def test_change_adds_and_removes_at_once(lan: Lan, started: ContainerNetwork) ->
     assert [str(a) for a in changed.addresses] == [CT6, "192.0.2.11", "2001:db8:1::11"]
     inside = ip(ns, "-o", "addr", "show", "dev", CONTAINER_IFNAME)
     assert CT4 not in inside and "192.0.2.11/32" in inside and "2001:db8:1::11/128" in inside
-    routes = ip(lan.node, "route", "show", "dev", f"ve-{started.ctid}")
+    routes = ip(lan.node, "route", "show", "dev", f"vnf{started.ctid}")
     assert CT4 not in routes and "192.0.2.11" in routes
     proxies = ip(lan.node, "neigh", "show", "proxy")
     assert CT4 not in proxies and "192.0.2.11 dev uplink0" in proxies and "2001:db8:1::11 dev uplink0" in proxies
@@ -267,7 +267,7 @@ def test_an_address_already_inside_is_adopted_and_kept_on_rollback(
     ip(started.netns, "addr", "add", "192.0.2.12/32", "dev", CONTAINER_IFNAME)
     changed = change_addresses(started, ["192.0.2.12"])
     assert "192.0.2.12" in [str(a) for a in changed.addresses]
-    assert "192.0.2.12" in ip(lan.node, "route", "show", "dev", f"ve-{started.ctid}")
+    assert "192.0.2.12" in ip(lan.node, "route", "show", "dev", f"vnf{started.ctid}")
     changed = change_addresses(changed, [], ["192.0.2.12"])
     ip(started.netns, "addr", "add", "192.0.2.12/32", "dev", CONTAINER_IFNAME)
     monkeypatch.setattr(container_module, "add_host_route", _fail)

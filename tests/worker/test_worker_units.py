@@ -107,7 +107,7 @@ def write_state(run_dir, generation, containers):
 
 
 def test_worker_reload_keeps_old_state_on_corrupt_file(tmp_path):
-    write_state(tmp_path, 4, {"101": {"ifindex": 5, "addresses": ["192.0.2.1/24"], "netns": None, "link": "ve-101"}})
+    write_state(tmp_path, 4, {"101": {"ifindex": 5, "addresses": ["192.0.2.1/24"], "netns": None, "link": "vnf101"}})
     worker = Worker(WorkerOptions(run_dir=tmp_path))
     try:
         assert worker.reload() == 4

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
 from ..config import ContainerManager, LiveApplier
 from ..host import RECORD_SUBDIR, HostApplier
 from ..config.notify import DEFAULT_TIMEOUT
+from ..config.runtime import table_entries
 from ..config.paths import CONF_DIR_ENV, DEFAULT_CONF_DIR, DEFAULT_RUN_DIR, RUN_DIR_ENV
 
 __all__ = [
@@ -23,9 +26,12 @@ __all__ = [
     "ArgumentParser",
     "UsageError",
     "add_common_options",
+    "bounded_float",
+    "bounded_int",
     "common_options",
     "error",
     "make_manager",
+    "sync_kernel_sets",
     "warn",
 ]
 
@@ -37,6 +43,36 @@ EXIT_INVALID = 21  # VZ_INVALID_PARAMETER_VALUE
 EXIT_NOT_RUNNING = 31  # VZ_VE_NOT_RUNNING
 EXIT_CANNOT_ADD_IP = 34  # VZ_CANT_ADDIP
 EXIT_ADDRESS_IN_USE = 78  # VZ_IP_INUSE
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in low..high, anything else a usage error (exit 21)."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range {low}..{high}")
+        return value
+
+    return convert
+
+
+def bounded_float(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a finite number in low..high (no nan, no inf)."""
+
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text} is out of range {low:g}..{high:g}")
+        return value
+
+    return convert
 
 
 class UsageError(Exception):
@@ -82,6 +118,19 @@ def make_manager(args: argparse.Namespace, applier: LiveApplier | None = None) -
     if applier is None:
         manager.applier = HostApplier(Path(manager.run_dir) / RECORD_SUBDIR, fallback=manager.applier)
     return manager
+
+
+def sync_kernel_sets(manager: ContainerManager, host_netns: str | None) -> None:
+    """No worker answered: bring the kernel sets (if the table is installed) to the runtime state
+    ourselves, so that a revoked address stops passing now."""
+    from ..rules import RulesError, desired_elements, sync, table_exists
+
+    if not table_exists(host_netns):
+        return
+    try:
+        sync(desired_elements(table_entries(manager.runtime_state())), host_netns)
+    except RulesError as exc:
+        warn(f"cannot update the kernel sets: {exc}")
 
 
 def warn(message: str) -> None:

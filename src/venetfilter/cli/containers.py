@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import json
 from collections.abc import Sequence
 from typing import Any
 
 from ..config import ConfigAddress, ContainerInfo, parse_address_tokens, split_tokens, validate_ctid
 from ..errors import InvalidAddressError
-from ._common import EXIT_INVALID, EXIT_OK, common_options, error, make_manager, warn
+from ..host import RECORD_SUBDIR, load_record
+from ._common import EXIT_INVALID, EXIT_OK, common_options, error, make_manager, sync_kernel_sets, warn
 
 __all__ = ["register"]
 
@@ -78,7 +80,11 @@ def run_set(args: argparse.Namespace) -> int:
     delete_all = "all" in split_tokens(args.ipdel)
     to_delete = _parse_option("--ipdel", args.ipdel, frozenset({"all"}))
     to_add = _parse_option("--ipadd", args.ipadd)
-    result = make_manager(args).set(args.ctid, to_add, to_delete, delete_all=delete_all, save=args.save)
+    manager = make_manager(args)
+    result = manager.set(args.ctid, to_add, to_delete, delete_all=delete_all, save=args.save)
+    if result.generation is not None and not result.notified:
+        record = load_record(Path(manager.run_dir) / RECORD_SUBDIR, result.ctid)
+        sync_kernel_sets(manager, record.host_netns if record is not None else None)
     if delete_all:
         print("Deleting all IP addresses")
     elif to_delete:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ContainerManager, validate_ctid
+from ..config.nodeconf import read_node_config
 from ..errors import AddressRoutedError, NotRunningError, NotStartedError, UnknownContainerError
 from ..host import (
     DEFAULT_SYSCTL_FILE,
@@ -31,7 +32,16 @@ from ..host import (
     stop,
 )
 from ..netns import NetnsNotFoundError
-from ._common import EXIT_ADDRESS_IN_USE, EXIT_INVALID, EXIT_OK, common_options, error, make_manager, warn
+from ._common import (
+    EXIT_ADDRESS_IN_USE,
+    EXIT_INVALID,
+    EXIT_OK,
+    common_options,
+    error,
+    make_manager,
+    sync_kernel_sets,
+    warn,
+)
 
 __all__ = ["EXIT_RUNNING", "record_dir", "register"]
 
@@ -126,13 +136,17 @@ def run_start(args: argparse.Namespace) -> int:
     if ctid in manager.runtime_state().containers or load_record(records, ctid) is not None:
         error(f"container {ctid} is already running")
         return EXIT_RUNNING
+    node = read_node_config(manager.conf_dir)
     network = start(
         ctid, [a.address for a in config.addresses],
         netns=args.netns, host_netns=args.host_netns, neighbour_devs=args.neighbour_devs,
+        link_prefix=node.link_prefix,
     )
     try:
         save_record(records, network)
         result = manager.start(ctid, network.host_index, netns=network.netns, link=network.host_ifname)
+        if not result.notified:
+            sync_kernel_sets(manager, args.host_netns)
     except BaseException:
         remove_record(records, ctid)
         try:
@@ -157,14 +171,15 @@ def run_stop(args: argparse.Namespace) -> int:
     network = load_record(records, ctid)
     if network is None:
         try:
-            network = network_of(ctid, host_netns=args.host_netns)
+            network = network_of(ctid, host_netns=args.host_netns, link_prefix=read_node_config(manager.conf_dir).link_prefix)
         except NotStartedError:
             if not running and manager.read_config(ctid) is None:
                 raise UnknownContainerError(ctid) from None
             if not running:
                 raise NotRunningError(ctid) from None
     if running:
-        manager.stop(ctid)  # the worker stops passing its traffic first
+        if not manager.stop(ctid).notified:  # the worker stops passing its traffic first
+            sync_kernel_sets(manager, args.host_netns)
     if network is not None:
         try:
             stop(network)

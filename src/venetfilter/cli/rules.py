@@ -1,12 +1,21 @@
-"""``venetctl rules install|remove|show``: a thin layer over `venetfilter.rules`."""
+"""``venetctl rules install|remove|show``: a thin layer over `venetfilter.rules`.
+
+A running worker installs and guards its own layout (``venetctl worker --mode ...``); these
+commands are for a node without one, and for looking.
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from ..rules import QueueSpec, install, remove, show
-from ._common import EXIT_OK, UsageError, common_options
+from ..config.nodeconf import read_node_config
+from ..config.paths import default_conf_dir, default_run_dir
+from ..config.runtime import load_state, table_entries
+from ..netns import run_in_netns
+from ..rules import FAMILY, MODES, TABLE, Layout, QueueSpec, desired_elements, install, installed_queue, remove
+from ..rules.nft import Nft
+from ._common import EXIT_OK, UsageError, bounded_int, common_options
 
 __all__ = ["add_queue_options", "queue_spec", "register"]
 
@@ -14,12 +23,13 @@ __all__ = ["add_queue_options", "queue_spec", "register"]
 def add_queue_options(parser: argparse.ArgumentParser) -> None:
     """--queue N | --queue-balance A:B, --queue-cpu-fanout, --fail-open."""
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--queue", type=int, default=0, metavar="N", help="the NFQUEUE number (default 0)")
+    group.add_argument("--queue", type=bounded_int(0, 65535), default=0, metavar="N",
+                       help="the NFQUEUE number (default 0)")
     group.add_argument("--queue-balance", metavar="A:B", help="spread flows over queues A..B")
     parser.add_argument("--queue-cpu-fanout", action="store_true", help="with --queue-balance: pick the queue by CPU")
     parser.add_argument(
         "--fail-open", action="store_true",
-        help="let traffic pass when no worker is bound or the queue is full (default: drop it)",
+        help="let queued packets pass when no worker is bound or the queue is full (default: drop them)",
     )
 
 
@@ -27,36 +37,57 @@ def queue_spec(args: argparse.Namespace) -> QueueSpec:
     balance = None
     if args.queue_balance:
         first, _, last = args.queue_balance.partition(":")
-        if not (first.isdigit() and last.isdigit()):
-            raise UsageError(f"invalid --queue-balance {args.queue_balance!r}: expected A:B")
+        if not (first.isdigit() and last.isdigit()) or int(first) > int(last) or int(last) > 65535:
+            raise UsageError(f"invalid --queue-balance {args.queue_balance!r}: expected A:B with 0 <= A <= B <= 65535")
         balance = (int(first), int(last))
     elif args.queue_cpu_fanout:
         raise UsageError("--queue-cpu-fanout needs --queue-balance")
-    return QueueSpec(queue=args.queue, balance=balance, cpu_fanout=args.queue_cpu_fanout, fail_open=args.fail_open)
+    return QueueSpec(queue=balance[0] if balance else args.queue, balance=balance,
+                     cpu_fanout=args.queue_cpu_fanout, fail_open=args.fail_open)
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``rules`` to the ``venetctl`` subcommands."""
     p = subparsers.add_parser(
-        "rules", parents=[common_options()], help="install, remove or show the iptables/ip6tables rules",
-        description="Send every packet entering or leaving a container link to the worker's NFQUEUE.",
+        "rules", parents=[common_options()], help="install, remove or show the kernel table (nftables)",
+        description=f"The nftables table {FAMILY} {TABLE}: container links checked before routing; what the "
+        "address table does not allow goes to the worker's NFQUEUE. A running worker installs and guards "
+        "its own.",
     )
     p.add_argument("action", choices=["install", "remove", "show"])
+    p.add_argument("--mode", choices=MODES, default="default", help="default: honest traffic stays in the kernel; "
+                   "queue: every container packet goes to the worker")
     add_queue_options(p)
     p.add_argument("--netns", metavar="NAME|PATH|PID", help="act in this network namespace")
-    p.add_argument("--backend", choices=["auto", "legacy", "nft"], default="auto", help="iptables backend")
     p.set_defaults(func=run_rules)
 
 
 def run_rules(args: argparse.Namespace) -> int:
     if args.action == "install":
-        changes = install(queue_spec(args), args.netns, args.backend)
-        print("\n".join(changes) if changes else "rules already installed, nothing changed")
+        node = read_node_config(args.conf_dir or default_conf_dir())
+        layout = Layout(node.link_prefix, args.mode, queue_spec(args))
+        state = load_state(args.run_dir or default_run_dir())
+        install(layout, desired_elements(table_entries(state)), args.netns)
+        print(f"installed: {layout.describe()}")
     elif args.action == "remove":
-        changes = remove(args.netns, args.backend)
-        print("\n".join(changes) if changes else "no rules installed, nothing changed")
+        print("removed" if remove(args.netns) else "no table installed, nothing changed")
     else:
-        for family, lines in show(args.netns, args.backend).items():
-            print(f"# IPv{family}")
-            print("\n".join(lines) if lines else "(not installed)")
+        spec = installed_queue(args.netns)
+        if spec is None and not _listing(args.netns):
+            print("(not installed)")
+            return EXIT_OK
+        print(_listing(args.netns), end="")
+        if spec is not None:
+            print(f"# judged packets go to {spec.describe()}")
     return EXIT_OK
+
+
+def _listing(netns: str | None) -> str:
+    def work() -> str:
+        with Nft() as nft:
+            try:
+                return nft.run(f"list table {FAMILY} {TABLE}")
+            except Exception:  # noqa: BLE001 (no table: nothing to show)
+                return ""
+
+    return run_in_netns(netns, work)

@@ -9,27 +9,49 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..config.paths import default_run_dir
+from ..config.nodeconf import read_node_config
+from ..config.paths import default_conf_dir, default_run_dir
 from ..errors import VenetfilterError
 from ..netns import enter_netns
+from ..rules import MODES
 from ..worker import Worker, WorkerOptions, request
 from ..worker.backends import BACKENDS, default_backend
-from ._common import EXIT_OK, EXIT_SYSTEM, ArgumentParser, add_common_options, common_options, error
+from ._common import (
+    UsageError,
+    EXIT_OK,
+    EXIT_SYSTEM,
+    ArgumentParser,
+    add_common_options,
+    bounded_float,
+    bounded_int,
+    common_options,
+    error,
+)
 
 __all__ = ["main", "register"]
 
 
 def _add_worker_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--queue", type=int, default=0, metavar="N", help="the (first) NFQUEUE number to bind (default 0)")
-    p.add_argument("--queues", type=int, default=1, metavar="N",
-                   help="serve N queues from --queue on, one thread each (rules: --queue-balance)")
+    p.add_argument("--mode", choices=MODES, default="default",
+                   help="default: the kernel passes what the address table allows and queues the rest; "
+                        "queue: every container packet goes through the worker (slower; audit)")
+    p.add_argument("--queue", type=bounded_int(0, 65535), default=0, metavar="N",
+                   help="the (first) NFQUEUE number to bind (default 0)")
+    p.add_argument("--queues", type=bounded_int(1, 64), default=1, metavar="N",
+                   help="serve N queues from --queue on, one thread each (flows are spread over them)")
+    p.add_argument("--queue-cpu-fanout", action="store_true",
+                   help="with --queues N: pick the queue by the CPU the packet is on, not by its flow")
     p.add_argument("--backend", choices=BACKENDS, default=None,
                    help=f"how packets are read (default: {default_backend()})")
-    p.add_argument("--fail-open", action="store_true", help="set the queue's fail-open flag (accept when full)")
+    p.add_argument("--fail-open", action="store_true",
+                   help="let queued packets pass when no worker is bound or the queue is full (default: drop)")
+    p.add_argument("--no-guard", dest="guard", action="store_false",
+                   help="do not look after the kernel table (by default it is checked twice a second and restored)")
     p.add_argument("--netns", metavar="NAME|PATH|PID", help="run in this network namespace (the host's)")
-    p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on PORT")
+    p.add_argument("--metrics-port", type=bounded_int(0, 65535), metavar="PORT", help="serve Prometheus metrics on PORT")
     p.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR", help="... on ADDR (default 127.0.0.1)")
-    p.add_argument("--log-rate", type=float, default=10.0, metavar="N", help="at most N drop log lines a second")
+    p.add_argument("--log-rate", type=bounded_float(0.1, 1e6), default=10.0, metavar="N",
+                   help="at most N drop log lines a second")
     p.add_argument("-v", "--verbose", action="store_true", help="log reloads and more")
     p.set_defaults(func=run_worker)
 
@@ -50,12 +72,18 @@ def run_worker(args: argparse.Namespace) -> int:
     )
     if not has_net_admin():
         raise VenetfilterError("the worker needs CAP_NET_ADMIN to bind NFQUEUE: run it as root")
+    if args.queue_cpu_fanout and args.queues < 2:
+        raise UsageError("--queue-cpu-fanout needs --queues 2 or more")
+    if args.queue + args.queues - 1 > 65535:
+        raise UsageError(f"--queue {args.queue} --queues {args.queues}: queues end at 65535")
+    node = read_node_config(args.conf_dir or default_conf_dir())
     if args.netns:
         enter_netns(args.netns)
     worker = Worker(WorkerOptions(
         run_dir=args.run_dir or default_run_dir(), queue=args.queue, queues=args.queues,
         backend=args.backend, fail_open=args.fail_open,
         metrics_address=args.metrics_address, metrics_port=args.metrics_port, log_rate=args.log_rate,
+        mode=args.mode, link_prefix=node.link_prefix, guard=args.guard, cpu_fanout=args.queue_cpu_fanout,
     ))
     try:
         worker.run()
@@ -86,8 +114,13 @@ def run_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(stats, indent=2, sort_keys=True))
         return EXIT_OK
-    print(f"generation {stats['generation']}, {stats['backend']} backend: {stats['packets']} packets, "
-          f"{stats['errors']} errors, {stats['reloads']} reloads ({stats['reload_errors']} failed)")
+    guard = stats["guard"]
+    print(f"generation {stats['generation']}, {stats['layout']}, {stats['backend']} backend: "
+          f"{stats['packets']} packets judged, {stats['errors']} errors, "
+          f"{stats['reloads']} reloads ({stats['reload_errors']} failed)")
+    print(f"guard {'on' if guard['enabled'] else 'off'}: {guard['checks']} checks, "
+          f"{guard['tables_restored']} table restores, {guard['elements_restored']} set repairs, "
+          f"{guard['errors']} errors; {stats['unknown_links']} packets on unknown links")
     for queue, counts in stats["queues"].items():
         print(f"queue {queue}: {counts['queue_dropped']} dropped (queue full), "
               f"{counts['user_dropped']} dropped (socket buffer full), {counts['waiting']} waiting")

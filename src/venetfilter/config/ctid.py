@@ -6,11 +6,29 @@ import re
 
 from ..errors import InvalidContainerError
 
-__all__ = ["CTID_MAX_LENGTH", "CTID_PATTERN", "HOST_IFNAME_PREFIX", "host_ifname", "is_valid_ctid", "validate_ctid"]
+__all__ = [
+    "CTID_MAX_LENGTH",
+    "CTID_PATTERN",
+    "DEFAULT_LINK_PREFIX",
+    "FOREIGN_LINK_PREFIXES",
+    "host_ifname",
+    "is_valid_ctid",
+    "validate_ctid",
+    "validate_link_prefix",
+]
 
 CTID_MAX_LENGTH = 12
-HOST_IFNAME_PREFIX = "ve-"  # the firewall rules match every container link as ve-+
-"""At most 12 characters, so that the host interface ``ve-CTID`` fits Linux's 15-character limit."""
+"""At most 12 characters, so that the host interface ``PREFIX + CTID`` fits Linux's 15-character limit."""
+
+DEFAULT_LINK_PREFIX = "vnf"
+"""The name prefix of every host-side container link: the kernel rules match our links by it, so
+it must be ours alone (``LINK_PREFIX`` in the global config changes it)."""
+
+FOREIGN_LINK_PREFIXES = ("ve-", "vb-", "vz-", "veth", "vnet")
+"""Container links of other tools: systemd-nspawn (``ve-``, ``vb-``, zone bridges ``vz-``), Docker,
+LXC and podman (``veth``), libvirt (``vnet``). Never ours, never proxied for our containers."""
+
+_LINK_PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9]{0,2}")
 
 CTID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,11}")
 """An OpenVZ numeric id or a name of letters, digits, ``-``, ``_`` and ``.`` (not first)."""
@@ -40,6 +58,20 @@ def validate_ctid(text: object) -> str:
     return text
 
 
-def host_ifname(ctid: str) -> str:
-    """The host side interface of container `ctid`: ``ve-CTID`` (at most 15 characters)."""
-    return HOST_IFNAME_PREFIX + validate_ctid(ctid)
+def validate_link_prefix(prefix: object) -> str:
+    """Return `prefix` when it can name our container links; `InvalidContainerError` otherwise.
+
+    One to three lower-case letters and digits (so that any CTID fits), and no prefix of, nor
+    prefixed by, another tool's container links.
+    """
+    if not isinstance(prefix, str) or _LINK_PREFIX_PATTERN.fullmatch(prefix) is None:
+        raise InvalidContainerError(f"invalid link prefix {prefix!r}: 1 to 3 lower-case letters and digits, first a letter")
+    for foreign in FOREIGN_LINK_PREFIXES:
+        if foreign.startswith(prefix) or prefix.startswith(foreign):
+            raise InvalidContainerError(f"invalid link prefix {prefix!r}: it would also match other tools' links {foreign}*")
+    return prefix
+
+
+def host_ifname(ctid: str, prefix: str = DEFAULT_LINK_PREFIX) -> str:
+    """The host side interface of container `ctid`: ``PREFIX + CTID`` (at most 15 characters)."""
+    return validate_link_prefix(prefix) + validate_ctid(ctid)

@@ -29,7 +29,7 @@ from .inside import (
     set_loopback_down,
 )
 from .ipaddr import Address, AddressLike, parse_address, parse_addresses
-from .link import CONTAINER_IFNAME, check_link_free, create_link, delete_link, host_ifname
+from .link import CONTAINER_IFNAME, DEFAULT_LINK_PREFIX, check_link_free, create_link, delete_link, host_ifname
 from .neighbours import (
     NeighbourDevs,
     add_proxy,
@@ -92,12 +92,13 @@ class ContainerNetwork:
     neighbour_devs: NeighbourDevs = "all"
     addresses: tuple[Address, ...] = field(default=())
     host_index: int = 0
-    """The interface index of ``ve-CTID`` in the host's namespace (0: unknown)."""
+    """The interface index of the host link in the host's namespace (0: unknown)."""
+    link_prefix: str = DEFAULT_LINK_PREFIX
 
     @property
     def host_ifname(self) -> str:
-        """``ve-CTID``."""
-        return host_ifname(self.ctid)
+        """``PREFIX+CTID``: the host end of the container link."""
+        return host_ifname(self.ctid, self.link_prefix)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict; `from_json` reads it back."""
@@ -111,6 +112,7 @@ class ContainerNetwork:
             "neighbour_devs": format_neighbour_devs(self.neighbour_devs),
             "addresses": [str(a) for a in self.addresses],
             "host_index": self.host_index,
+            "link_prefix": self.link_prefix,
         }
 
     @classmethod
@@ -132,6 +134,7 @@ class ContainerNetwork:
                 neighbour_devs=parse_neighbour_devs(data["neighbour_devs"]),
                 addresses=tuple(parse_address(a) for a in data["addresses"]),
                 host_index=int(data["host_index"]),
+                link_prefix=str(data.get("link_prefix", DEFAULT_LINK_PREFIX)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise HostNetworkError(f"bad container network record: {exc}") from exc
@@ -172,6 +175,7 @@ def start(
     netns: NetnsSpec = None,
     host_netns: NetnsSpec = None,
     neighbour_devs: NeighbourDevs | str = "all",
+    link_prefix: str = DEFAULT_LINK_PREFIX,
 ) -> ContainerNetwork:
     """Bring container `ctid`'s network up with `addresses`; returns what was set up.
 
@@ -181,7 +185,7 @@ def start(
     `InterfaceNotFoundError`, `AddressRoutedError` or `HostNetworkError`; after any of them
     nothing has changed.
     """
-    name = host_ifname(ctid)
+    name = host_ifname(ctid, link_prefix)
     wanted = parse_addresses(addresses)
     devs = parse_neighbour_devs(neighbour_devs)
     host_where = describe_netns(host_netns)
@@ -198,12 +202,12 @@ def start(
             raise InterfaceExistsError(name, host_where)
         for address in wanted:
             check_unrouted(host, address, None)
-        devices = {a: proxy_devices(host, a, devs, where=host_where) for a in wanted}
+        devices = {a: proxy_devices(host, a, devs, where=host_where, own_prefix=link_prefix) for a in wanted}
         path = create_netns(str(netns)) if created else netns_file(netns)
         try:
             with open_iproute(path) as container, Rollback() as undo:
-                check_link_free(host, container, ctid, host_where, describe_netns(netns))
-                link = create_link(host, container, path, ctid, host_where)
+                check_link_free(host, container, name, host_where, describe_netns(netns))
+                link = create_link(host, container, path, ctid, name, host_where)
                 undo.push(f"delete link {name}", lambda: delete_link(host, link.host_index))
                 raised, lo_address = raise_loopback(container)
                 if raised:
@@ -216,24 +220,28 @@ def start(
                 remove_netns(str(netns))
             raise
     return ContainerNetwork(
-        ctid, _spec(netns) or "", _spec(host_netns), created, raised, lo_address, devs, tuple(wanted), link.host_index
+        ctid, _spec(netns) or "", _spec(host_netns), created, raised, lo_address, devs, tuple(wanted), link.host_index,
+        link_prefix,
     )
 
 
-def network_of(ctid: str, *, netns: NetnsSpec = None, host_netns: NetnsSpec = None) -> ContainerNetwork:
+def network_of(
+    ctid: str, *, netns: NetnsSpec = None, host_netns: NetnsSpec = None, link_prefix: str = DEFAULT_LINK_PREFIX
+) -> ContainerNetwork:
     """The network of a started container read back from the host (when no record was kept).
 
-    The addresses are those routed to ``ve-CTID``; nothing is known to have been created.
+    The addresses are those routed to its host link; nothing is known to have been created.
     `NotStartedError` when the link does not exist.
     """
-    name = host_ifname(ctid)
+    name = host_ifname(ctid, link_prefix)
     with open_iproute(host_netns) as host:
         index = link_index(host, name)
         if index is None:
             raise NotStartedError(ctid, describe_netns(host_netns))
         addresses = tuple(routed_addresses(host, index))
     return ContainerNetwork(
-        ctid, _spec(netns) or default_netns_name(ctid), _spec(host_netns), addresses=addresses, host_index=index
+        ctid, _spec(netns) or default_netns_name(ctid), _spec(host_netns), addresses=addresses, host_index=index,
+        link_prefix=link_prefix,
     )
 
 
@@ -293,7 +301,10 @@ def change_addresses(
             for address in adding:
                 check_unrouted(host, address, host_index)
             devices = {
-                a: proxy_devices(host, a, network.neighbour_devs, exclude=(host_index,), where=host_where)
+                a: proxy_devices(
+                    host, a, network.neighbour_devs, exclude=(host_index,), where=host_where,
+                    own_prefix=network.link_prefix,
+                )
                 for a in adding
             }
             undo.push("restore the default routes", lambda: ensure_default_routes(container, container_index))

@@ -1,4 +1,4 @@
-"""The container link: a veth pair, ``ve-CTID`` on the host and ``venet0`` in the container.
+"""The container link: a veth pair, ``PREFIX+CTID`` (``vnf101``) on the host and ``venet0`` in the container.
 
 Both ends are IFF_NOARP and share one MAC address. That pairing is what makes a veth behave like
 venet's point-to-point device for IPv4 *and* IPv6 with no neighbour discovery at all: on a NOARP
@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute, NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_NOARP, IFF_UP
 
-from ..config.ctid import HOST_IFNAME_PREFIX, host_ifname
+from ..config.ctid import DEFAULT_LINK_PREFIX, host_ifname
 from ..errors import HostNetworkError, InterfaceExistsError
 from ._netlink import link_index, netlink_step
 
 __all__ = [
     "CONTAINER_IFNAME",
-    "HOST_IFNAME_PREFIX",
+    "DEFAULT_LINK_PREFIX",
     "ContainerLink",
     "check_link_free",
     "create_link",
@@ -57,9 +57,8 @@ class ContainerLink:
     mac: str
 
 
-def check_link_free(host: IPRoute, container: IPRoute, ctid: str, host_where: str, container_where: str) -> None:
-    """`InterfaceExistsError` when ``ve-CTID`` exists on the host or ``venet0`` in the container."""
-    name = host_ifname(ctid)
+def check_link_free(host: IPRoute, container: IPRoute, name: str, host_where: str, container_where: str) -> None:
+    """`InterfaceExistsError` when link `name` exists on the host or ``venet0`` in the container."""
     if link_index(host, name) is not None:
         raise InterfaceExistsError(name, host_where)
     if link_index(container, CONTAINER_IFNAME) is not None:
@@ -76,13 +75,11 @@ def _noarp_up(ipr: IPRoute, index: int) -> None:
 
 
 def create_link(
-    host: IPRoute, container: IPRoute, container_netns: str | None, ctid: str, host_where: str
+    host: IPRoute, container: IPRoute, container_netns: str | None, ctid: str, name: str, host_where: str
 ) -> ContainerLink:
-    """Create the pair (peer moved into `container_netns`, a namespace file), NOARP and up.
-
-    Either the whole link exists afterwards or nothing does.
+    """Create the pair `name` / ``venet0`` (peer moved into `container_netns`, a namespace file),
+    NOARP and up. Either the whole link exists afterwards or nothing does.
     """
-    name = host_ifname(ctid)
     mac = random_mac()
     fd = os.open(container_netns, os.O_RDONLY | os.O_CLOEXEC) if container_netns is not None else None
     try:

@@ -2,8 +2,9 @@
 
 Which uplinks, as vzctl's ``NEIGHBOUR_DEVS``:
 
-* ``all``: every interface that is up, not loopback, not a bonding slave, not NOARP (so never a
-  container link) and has a non-link-local address;
+* ``all``: every interface that is up, not loopback, not a bonding slave, not NOARP, not a
+  container link (ours, named by our prefix, or another tool's: `FOREIGN_LINK_PREFIXES`) and has a
+  non-link-local address;
 * ``detect``: the interface of the host's route to the address (looked up before the container's
   own host route exists);
 * an explicit list of interface names (``list:eth0 eth1`` on the command line).
@@ -24,6 +25,7 @@ from typing import Any
 from pyroute2 import IPRoute, NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_LOOPBACK, IFF_NOARP, IFF_SLAVE, IFF_UP
 
+from ..config.ctid import DEFAULT_LINK_PREFIX, FOREIGN_LINK_PREFIXES
 from ..errors import HostNetworkError, InterfaceNotFoundError
 from ._netlink import link_index, netlink_step
 from .ipaddr import Address, family_of
@@ -33,6 +35,7 @@ __all__ = [
     "NeighbourDevs",
     "add_proxy",
     "all_uplinks",
+    "is_container_link",
     "delete_proxy",
     "detect_uplink",
     "format_neighbour_devs",
@@ -74,20 +77,30 @@ def _has_routable_address(ipr: IPRoute, index: int) -> bool:
     return False
 
 
-def all_uplinks(ipr: IPRoute, exclude: Collection[int] = ()) -> list[int]:
+def is_container_link(name: str, own_prefix: str = DEFAULT_LINK_PREFIX) -> bool:
+    """True for a container's host link: ours (`own_prefix`) or another tool's."""
+    return name.startswith((own_prefix, *FOREIGN_LINK_PREFIXES))
+
+
+def all_uplinks(ipr: IPRoute, exclude: Collection[int] = (), own_prefix: str = DEFAULT_LINK_PREFIX) -> list[int]:
     """The interfaces ``all`` selects, by index, `exclude` left out."""
     found = []
     for link in ipr.link("dump"):
         flags = link["flags"]
         if link["index"] in exclude or not flags & IFF_UP or flags & (IFF_LOOPBACK | IFF_NOARP | IFF_SLAVE):
             continue
+        if is_container_link(link.get_attr("IFLA_IFNAME") or "", own_prefix):
+            continue
         if _has_routable_address(ipr, link["index"]):
             found.append(link["index"])
     return found
 
 
-def detect_uplink(ipr: IPRoute, address: Address, exclude: Collection[int] = ()) -> list[int]:
-    """The interface of the host's route to `address` ([] when unroutable, loopback or NOARP)."""
+def detect_uplink(
+    ipr: IPRoute, address: Address, exclude: Collection[int] = (), own_prefix: str = DEFAULT_LINK_PREFIX
+) -> list[int]:
+    """The interface of the host's route to `address` ([] when unroutable, loopback, NOARP or a
+    container link)."""
     try:
         route = ipr.route("get", dst=str(address))[0]
     except NetlinkError as exc:
@@ -97,19 +110,22 @@ def detect_uplink(ipr: IPRoute, address: Address, exclude: Collection[int] = ())
     oif = route.get_attr("RTA_OIF")
     if oif is None or oif in exclude:
         return []
-    flags = ipr.link("get", index=oif)[0]["flags"]
-    return [] if flags & (IFF_LOOPBACK | IFF_NOARP) else [oif]
+    link = ipr.link("get", index=oif)[0]
+    if link["flags"] & (IFF_LOOPBACK | IFF_NOARP) or is_container_link(link.get_attr("IFLA_IFNAME") or "", own_prefix):
+        return []
+    return [oif]
 
 
 def proxy_devices(
-    ipr: IPRoute, address: Address, devs: NeighbourDevs, exclude: Collection[int] = (), where: str = "the host"
+    ipr: IPRoute, address: Address, devs: NeighbourDevs, exclude: Collection[int] = (), where: str = "the host",
+    own_prefix: str = DEFAULT_LINK_PREFIX,
 ) -> list[int]:
     """The interfaces (indexes) to proxy `address` on; `InterfaceNotFoundError` for a missing listed one."""
     with netlink_step(f"choose the neighbour proxy devices of {address}"):
         if devs == "all":
-            return all_uplinks(ipr, exclude)
+            return all_uplinks(ipr, exclude, own_prefix)
         if devs == "detect":
-            return detect_uplink(ipr, address, exclude)
+            return detect_uplink(ipr, address, exclude, own_prefix)
         found = []
         for name in devs:
             index = link_index(ipr, name)

@@ -9,17 +9,14 @@ a thread's network namespace is its own.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
-from collections.abc import Callable
-from typing import TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2 import netns as pyroute2_netns
 
 from ..errors import HostNetworkError, NetnsExistsError
-from ..netns import NETNS_DIR, NetnsNotFoundError, netns_path
+from ..netns import NETNS_DIR, NetnsNotFoundError, netns_path, run_in_netns
 
 __all__ = [
     "NetnsSpec",
@@ -36,8 +33,6 @@ __all__ = [
 NetnsSpec = str | int | os.PathLike[str] | None
 """A network namespace: NAME, absolute PATH, PID, or None for the current one."""
 
-_CLONE_NEWNET = 0x40000000
-_T = TypeVar("_T")
 
 
 def netns_file(netns: NetnsSpec) -> str | None:
@@ -107,39 +102,3 @@ def remove_netns(name: str) -> None:
         pyroute2_netns.remove(path)
     except OSError as exc:
         raise HostNetworkError(f"cannot remove network namespace {name}: {exc.strerror or exc}") from exc
-
-
-def run_in_netns(netns: NetnsSpec, func: Callable[[], _T]) -> _T:
-    """Call `func` with the calling context moved into `netns` and return its result.
-
-    None runs it here. Otherwise it runs in a new thread that enters `netns` with ``setns()``
-    first (only that thread changes namespace; it ends with the call), so /proc/sys/net and any
-    socket it opens are those of `netns`. Exceptions propagate.
-    """
-    path = netns_file(netns)
-    if path is None:
-        return func()
-    result: list[_T] = []
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if libc.setns(fd, _CLONE_NEWNET) != 0:
-                    errno = ctypes.get_errno()
-                    raise OSError(errno, os.strerror(errno), path)
-            finally:
-                os.close(fd)
-            result.append(func())
-        except BaseException as exc:  # handed to the caller's thread
-            failure.append(exc)
-
-    thread = threading.Thread(target=target, name="venetfilter-netns")
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-    return result[0]
-

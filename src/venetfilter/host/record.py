@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import HostNetworkError
 from .container import ContainerNetwork
-from .link import host_ifname
+from ..config.ctid import validate_ctid
 
 __all__ = ["RECORD_SUBDIR", "load_record", "record_path", "remove_record", "save_record"]
 
@@ -21,7 +21,7 @@ RECORD_SUBDIR = "host"
 
 def record_path(record_dir: str | os.PathLike[str], ctid: str) -> Path:
     """``DIR/CTID.json`` (the id is checked, so the path stays in `record_dir`)."""
-    host_ifname(ctid)
+    validate_ctid(ctid)
     return Path(record_dir) / f"{ctid}.json"
 
 

@@ -1,7 +1,39 @@
-"""The iptables/ip6tables rules that send container traffic to the worker's NFQUEUE."""
+"""What venetfilter puts in the kernel: one nftables table (`layout`), installed and read back
+(`kernel`), its sets kept equal to the address table (`elements`), guarded (`guard`).
+
+`install(layout, elements, netns)` is what ``venetctl rules install`` does; the worker installs its
+own layout at start and keeps it in place with a `Guard`.
+"""
 
 from __future__ import annotations
 
-from .iptables import CHAIN, Backend, QueueSpec, RulesError, install, installed, remove, render_install, show
+from .elements import ElementChanges, desired_elements, read_elements, sync
+from .guard import Guard, GuardCounters
+from .kernel import Fingerprint, fingerprint, install, installed_queue, remove, table_exists
+from .layout import CHAINS, FAMILY, MODES, PRIORITY, TABLE, Element, Layout, Mode, QueueSpec, RulesError, render_table
 
-__all__ = ["CHAIN", "Backend", "QueueSpec", "RulesError", "install", "installed", "remove", "render_install", "show"]
+__all__ = [
+    "CHAINS",
+    "FAMILY",
+    "MODES",
+    "PRIORITY",
+    "TABLE",
+    "Element",
+    "ElementChanges",
+    "Fingerprint",
+    "Guard",
+    "GuardCounters",
+    "Layout",
+    "Mode",
+    "QueueSpec",
+    "RulesError",
+    "desired_elements",
+    "fingerprint",
+    "install",
+    "installed_queue",
+    "read_elements",
+    "remove",
+    "render_table",
+    "sync",
+    "table_exists",
+]

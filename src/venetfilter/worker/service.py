@@ -1,13 +1,19 @@
-"""The worker service: runtime state -> address table -> verdicts on one or more NFQUEUEs.
+"""The worker service: runtime state -> address table -> kernel sets and verdicts on NFQUEUE.
 
-Each queue is served by its own thread (the first by the calling thread), all over one table; the
-receive and verdict system calls run without the GIL, so the threads share the CPUs. A thread that
-fails stops the whole worker: the kernel then drops (fail closed) what the queues still hold.
+At start the worker binds its queues and installs its layout (`venetfilter.rules`): the nftables
+table whose sets pass honest traffic in the kernel and send the rest to the queues. Each queue is
+served by its own thread (the first by the calling thread), all over one table; the receive and
+verdict system calls run without the GIL, so the threads share the CPUs. A thread that fails stops
+the whole worker: the kernel then drops (fail closed) what the queues still hold; the table stays.
 
-Reloads (control socket, SIGHUP, or a changed state.json noticed within a second) build the new
-table aside and swap it in at once (`AddressTable.load`): a packet is judged by the old table or the
-new one, and once `reload` has answered, by the new one only. A state that cannot be read leaves
-the old one in force and is reported.
+Reloads (control socket, SIGHUP, or a changed state.json noticed within PERIOD) build the new table
+aside and swap it in at once (`AddressTable.load`), between the removal of the sets' stale elements
+and the addition of the new ones: a packet the sets pass is always one the table in force passes.
+Once `reload` has answered, the new state is in force in the kernel and in the worker. A state
+that cannot be read leaves the old one in force and is reported.
+
+A housekeeping thread looks after the state file and, every GUARD_PERIOD, after the kernel
+(`Guard`): a table or set element someone else removed or changed is put back and counted.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config.ctid import DEFAULT_LINK_PREFIX
 from ..config.runtime import load_state, state_path, table_entries
 from ..core import AddressTable, Verdict
+from ..rules import Element, Guard, Layout, Mode, QueueSpec, RulesError, desired_elements, read_elements, sync
 from .backends import Backend, BackendName, default_backend, open_backend
 from .control import ControlServer
 from .droplog import DropLog
@@ -33,18 +41,30 @@ __all__ = ["Worker", "WorkerOptions"]
 
 logger = logging.getLogger("venetfilter.worker")
 PERIOD = 0.2  # seconds between two looks after the state file and the drop log
+GUARD_PERIOD = 0.5  # seconds between two looks after the kernel
 
 
 @dataclass(frozen=True)
 class WorkerOptions:
     run_dir: Path
     queue: int = 0
-    queues: int = 1  # serve queue .. queue + queues - 1 (the rules' --queue-balance range)
+    queues: int = 1  # serve queue .. queue + queues - 1 (the table's queue range)
     backend: BackendName | None = None  # None: the fastest one available
     fail_open: bool = False
     metrics_address: str = "127.0.0.1"
     metrics_port: int | None = None  # None: no metrics endpoint; 0: any free port
     log_rate: float = 10.0  # drop log lines per second
+    mode: Mode = "default"
+    link_prefix: str = DEFAULT_LINK_PREFIX
+    guard: bool = True  # look after the kernel table every GUARD_PERIOD and restore it
+    cpu_fanout: bool = False  # several queues: chosen by CPU, not by flow
+
+    @property
+    def layout(self) -> Layout:
+        """The kernel layout these options ask for."""
+        balance = (self.queue, self.queue + self.queues - 1) if self.queues > 1 else None
+        spec = QueueSpec(self.queue, balance, cpu_fanout=self.cpu_fanout and balance is not None, fail_open=self.fail_open)
+        return Layout(self.link_prefix, self.mode, spec)
 
 
 class Worker:
@@ -52,11 +72,16 @@ class Worker:
 
     def __init__(self, options: WorkerOptions) -> None:
         self.options = options
+        self.layout = options.layout
         self.table = AddressTable()
         self.generation = -1
         self.reloads = 0
         self.reload_errors = 0
         self._links: dict[int, str] = {}
+        self._wanted: set[Element] = set()
+        self._kernel_ready = False  # the table is installed: reloads sync its sets
+        self.guard = Guard(self.layout, lambda: self._wanted)
+        self.sync_errors = 0
         self._state_stamp: tuple[int, int] | None = None
         self._reload_lock = threading.Lock()
         self._droplog = DropLog(rate=options.log_rate, burst=max(1, int(options.log_rate * 2)))
@@ -86,11 +111,29 @@ class Worker:
             path = state_path(self.options.run_dir)
             stamp = _stamp(path)
             state = load_state(self.options.run_dir)
-            self.table.load(table_entries(state))
-            self._links = {c.ifindex: ctid for ctid, c in state.containers.items()}
+            entries = table_entries(state)
+            wanted = desired_elements(entries)
+
+            def swap() -> None:
+                self.table.load(entries)
+                self._links = {c.ifindex: ctid for ctid, c in state.containers.items()}
+                self._wanted = wanted
+
+            if self._kernel_ready:
+                try:  # stale elements out, the new table in, new elements in
+                    sync(wanted, between=swap)
+                except RulesError as error:  # the table is gone or broken: the guard reinstalls it
+                    self.sync_errors += 1
+                    logger.error("cannot update the kernel sets: %s", error)
+                    if self._wanted is not wanted:
+                        swap()
+            else:
+                swap()
             self._state_stamp = stamp
             if state.generation != self.generation:
                 logger.info("serving generation %d: %d containers", state.generation, len(state.containers))
+            if stamp is None and state.generation == 0 and self.generation > 0:
+                logger.error("%s is gone: no container is known, their traffic is dropped", path)
             self.generation = state.generation
             self.reloads += 1
             return self.generation
@@ -101,24 +144,49 @@ class Worker:
         charged = outdev if verdict is Verdict.DROP_DESTINATION or indev not in self._links else indev
         self._droplog.drop(self._links.get(charged), verdict, header, indev, outdev)
 
+    def _kernel_accepts(self) -> dict[str, int]:
+        """Packets the sets passed in the kernel, per container (their elements' counters)."""
+        accepted: dict[str, int] = {}
+        try:
+            elements = read_elements()
+        except RulesError:
+            return accepted
+        for (_, ifindex, _), (packets, _) in elements.items():
+            ctid = self._links.get(ifindex)
+            if ctid is not None:
+                accepted[ctid] = accepted.get(ctid, 0) + packets
+        return accepted
+
     def stats(self) -> dict:
-        """Everything the worker counts, as plain data (the control socket sends it as JSON)."""
+        """Everything the worker counts, as plain data (the control socket sends it as JSON).
+
+        A container's ACCEPT is what the kernel's sets passed plus what the worker accepted."""
         kernel = read_queue_stats()
         backends = list(self._backends)
+        accepted = self._kernel_accepts()
+        containers = {}
+        for ctid, counts in self.table.counters().items():
+            view = {verdict.name: count for verdict, count in counts.items()}
+            view[Verdict.ACCEPT.name] += accepted.get(ctid, 0)
+            containers[ctid] = view
         return {
             "generation": self.generation,
             "backend": self.backend_name,
+            "mode": self.layout.mode,
+            "layout": self.layout.describe(),
             "queue": self.options.queue,
             "packets": sum(b.packets for b in backends),
             "errors": sum(b.errors for b in backends),
+            "verdict_errors": sum(getattr(b, "verdict_errors", 0) for b in backends),
+            "id_gaps": sum(getattr(b, "gaps", 0) for b in backends),
             "reloads": self.reloads,
             "reload_errors": self.reload_errors,
+            "sync_errors": self.sync_errors,
+            "unknown_links": self.table.unknown_links,
+            "guard": {"enabled": self.options.guard, **vars(self.guard.counters)},
             "drops_not_logged": self._droplog.suppressed,
             "enobufs": sum(b.enobufs for b in backends),
-            "containers": {
-                ctid: {verdict.name: count for verdict, count in counts.items()}
-                for ctid, counts in self.table.counters().items()
-            },
+            "containers": containers,
             "queues": {
                 str(q.queue): {"queue_dropped": q.queue_dropped, "user_dropped": q.user_dropped, "waiting": q.waiting}
                 for q in kernel.values()
@@ -157,6 +225,14 @@ class Worker:
                 self._backends.append(
                     open_backend(self.backend_name, queue, self.table, self._on_drop, fail_open=self.options.fail_open)
                 )
+            with self._reload_lock:  # the queues are bound: now send them packets
+                self.guard.install()
+                self._kernel_ready = True
+            logger.info("kernel table installed: %s", self.layout.describe())
+            if self.options.guard:
+                thread = threading.Thread(target=self._guard_loop, name="venetfilter-guard", daemon=True)
+                thread.start()
+                threads.append(thread)
             control = ControlServer(self.options.run_dir, self.reload, self.stats)
             if self.options.metrics_port is not None:
                 metrics = MetricsServer(self.options.metrics_address, self.options.metrics_port, self.stats)
@@ -202,6 +278,12 @@ class Worker:
             logger.error("queue %d failed: %s", backend.queue_num, error)
             self._failure = self._failure or error
             self.stop()
+
+    def _guard_loop(self) -> None:
+        """Every GUARD_PERIOD: the kernel table and its sets as they should be, or put back."""
+        while not self._stopping.wait(GUARD_PERIOD):
+            with self._reload_lock:
+                self.guard.check()
 
     def _look_after_state(self) -> None:
         now = time.monotonic()

@@ -1,0 +1,114 @@
+"""The sets ``own4``/``own6``: the address table compiled to (link, address) pairs.
+
+`sync` brings the kernel's elements to what the table says in the order that never drops an
+honest packet nor passes a forbidden one: elements to remove first, then (`between`) the worker
+swaps its table, then the elements to add. A packet that misses the sets goes to the worker,
+whose table is then never behind the sets for what they pass.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from ..netns import run_in_netns
+from .layout import FAMILY, SETS, TABLE, Element, RulesError, render_elements
+from .nft import Nft, NftError
+
+__all__ = ["ElementChanges", "desired_elements", "read_elements", "sync"]
+
+NetnsArg = str | int | None
+Counters = dict[Element, tuple[int, int]]
+
+
+def desired_elements(entries: Mapping[str, tuple[int, Iterable[str]]]) -> set[Element]:
+    """The elements of a table given as ``{ctid: (ifindex, addresses)}`` (`AddressTable.load`'s input)."""
+    found: set[Element] = set()
+    for ifindex, addresses in entries.values():
+        for text in addresses:
+            address = ipaddress.ip_address(text)
+            found.add((address.version, ifindex, address.compressed))
+    return found
+
+
+def _ifindex(token: str | int) -> int:
+    """An interface as nft lists it: its name when it exists (resolved in this namespace), else its index."""
+    if isinstance(token, int) or str(token).isdigit():
+        return int(token)
+    try:
+        return socket.if_nametoindex(token)
+    except OSError:
+        raise RulesError(f"the set lists interface {token!r}, which does not exist") from None
+
+
+def _read(nft: Nft) -> Counters:
+    found: Counters = {}
+    for family, name in SETS.items():
+        try:
+            items = nft.list_json(f"set {FAMILY} {TABLE} {name}")
+        except NftError as exc:
+            raise RulesError(f"cannot read set {name}: {exc}") from None
+        for item in items:
+            for entry in item.get("set", {}).get("elem", ()):
+                elem = entry.get("elem", entry) if isinstance(entry, dict) else entry
+                value = elem.get("val", elem) if isinstance(elem, dict) else elem
+                link, address = value["concat"]
+                counter = elem.get("counter") or {} if isinstance(elem, dict) else {}
+                key = (family, _ifindex(link), ipaddress.ip_address(address).compressed)
+                found[key] = (int(counter.get("packets", 0)), int(counter.get("bytes", 0)))
+    return found
+
+
+def read_elements(netns: NetnsArg = None) -> Counters:
+    """Every element of our sets with its counter (packets, bytes); `RulesError` when there is no table."""
+
+    def work() -> Counters:
+        with Nft() as nft:
+            return _read(nft)
+
+    return run_in_netns(netns, work)
+
+
+@dataclass(frozen=True)
+class ElementChanges:
+    """What `sync` changed."""
+
+    removed: frozenset[Element]
+    added: frozenset[Element]
+
+    def __bool__(self) -> bool:
+        return bool(self.removed or self.added)
+
+
+def _apply(nft: Nft, verb: str, elements: Iterable[Element]) -> None:
+    for family, text in render_elements(sorted(elements), with_counters=verb == "add").items():
+        try:
+            nft.run(f"{verb} element {FAMILY} {TABLE} {SETS[family]} {{ {text} }}")
+        except NftError as exc:
+            raise RulesError(f"cannot {verb} elements of set {SETS[family]}: {exc}") from None
+
+
+def sync(
+    wanted: set[Element], netns: NetnsArg = None, between: Callable[[], None] | None = None
+) -> ElementChanges:
+    """Make the sets hold exactly `wanted`: removals, then `between()`, then additions.
+
+    Each of the two steps is one transaction per family. Raises `RulesError` when the table is
+    missing (the guard reinstalls it whole).
+    """
+
+    def work() -> ElementChanges:
+        with Nft() as nft:
+            current = set(_read(nft))
+            removed, added = current - wanted, wanted - current
+            if removed:
+                _apply(nft, "delete", removed)
+            if between is not None:
+                between()
+            if added:
+                _apply(nft, "add", added)
+        return ElementChanges(frozenset(removed), frozenset(added))
+
+    return run_in_netns(netns, work)

@@ -1,0 +1,77 @@
+"""The guard: whatever venetfilter needs in the kernel, looked at and put back.
+
+Other tools rewrite firewalls: ``nft flush ruleset``, a foreign ``nft -f``, a rule slipped into our
+chain, a set element deleted, the table made dormant. `Guard.check` compares the kernel's table
+with what `Guard.install` put there (netlink dumps, counters aside) and the set elements with the
+address table; whatever differs is restored -- a changed or missing table is reinstalled whole in
+one transaction, wrong elements are synced -- and counted. The worker calls it every PERIOD.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .elements import read_elements, sync
+from .kernel import Fingerprint, fingerprint, install
+from .layout import Element, Layout, RulesError
+
+__all__ = ["Guard", "GuardCounters"]
+
+logger = logging.getLogger("venetfilter.guard")
+NetnsArg = str | int | None
+
+
+@dataclass
+class GuardCounters:
+    checks: int = 0
+    tables_restored: int = 0
+    elements_restored: int = 0
+    errors: int = 0
+
+
+class Guard:
+    """Keeps `layout` and the elements `wanted()` returns in the kernel of `netns`."""
+
+    def __init__(self, layout: Layout, wanted: Callable[[], set[Element]], netns: NetnsArg = None) -> None:
+        self.layout = layout
+        self.wanted = wanted
+        self.netns = netns
+        self.counters = GuardCounters()
+        self._expected: Fingerprint | None = None
+
+    def install(self) -> None:
+        """Put the table in place (replacing any of ours), its element counters carried over."""
+        try:
+            counters = read_elements(self.netns)
+        except RulesError:
+            counters = {}  # no table yet, or a broken one
+        self._expected = install(self.layout, self.wanted(), self.netns, counters)
+
+    def check(self) -> list[str]:
+        """Look once and restore what differs; returns what was found wrong (empty: nothing)."""
+        self.counters.checks += 1
+        try:
+            found = fingerprint(self.netns)
+            if found != self._expected:
+                problem = "missing" if found is None else "changed by someone else"
+                self.install()
+                self.counters.tables_restored += 1
+                message = f"the nftables table was {problem}: reinstalled ({self.layout.describe()})"
+                logger.warning(message)
+                return [message]
+            changes = sync(self.wanted(), self.netns)
+            if changes:
+                self.counters.elements_restored += 1
+                message = (
+                    f"the sets were changed by someone else: {len(changes.removed)} elements removed, "
+                    f"{len(changes.added)} restored"
+                )
+                logger.warning(message)
+                return [message]
+        except RulesError as exc:
+            self.counters.errors += 1
+            logger.error("guard: %s", exc)
+            return [str(exc)]
+        return []
