@@ -1,9 +1,10 @@
 """The whole stack on namespaces of its own: ``python -m venetfilter.demo`` (as root).
 
 A namespace plays the hardware node; two containers get addresses the vzctl way and are started;
-an outside host sits behind the node's uplink. The rules go in, the worker runs, and then: honest
-traffic passes, a container that helps itself to an extra address is stopped, live changes take
-effect, and the worker's counters are shown. Everything it made is removed at the end, also on
+an outside host sits behind the node's uplink. The worker starts (it installs the kernel table),
+and then: honest traffic passes, a container that helps itself to an extra address is stopped, live
+changes take effect, another tool's ``nft flush ruleset`` is undone, and the worker's counters are
+shown. Everything it made is removed at the end, also on
 failure or Ctrl-C.
 """
 
@@ -93,8 +94,7 @@ class Demo:
         self.venetctl("list")
 
     def enforce(self) -> None:
-        print("\n== Rules send container traffic to NFQUEUE 0; the worker gives the verdicts")
-        self.venetctl("rules", "install", "--netns", self.node)
+        print("\n== The worker installs the kernel table: honest traffic stays in the kernel, the rest is judged")
         argv = [sys.executable, "-m", "venetfilter.cli", "worker", "--netns", self.node, "--run-dir", str(self.run_dir)]
         print(f"  node# venetctl worker --netns {self.node} &")
         with open(self.run_dir / "worker.log", "wb") as log:  # the worker keeps its own copy
@@ -126,6 +126,13 @@ class Demo:
         print("  (the address is gone inside; when the container's root puts it back by hand, it is dropped)")
         self.sh(["ip", "-n", self.cts["101"], "addr", "add", "192.0.2.99/32", "dev", "venet0"])
         ok &= not self.ping("101", "192.0.2.99", OUTSIDE[0])
+
+        print("\n== Another tool flushes the node's whole firewall: the worker puts its table back")
+        self.sh(["ip", "netns", "exec", self.node, "nft", "flush", "ruleset"])
+        time.sleep(1.0)
+        ok &= not self.ping("101", "192.0.2.99", OUTSIDE[0])
+        ok &= self.ping("101", CONTAINERS["101"][0], OUTSIDE[0])
+        self.venetctl("rules", "show", "--netns", self.node)
         return ok
 
     def report(self) -> None:

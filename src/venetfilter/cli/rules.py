@@ -7,6 +7,10 @@ commands are for a node without one, and for looking.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 from ..config.nodeconf import read_node_config
@@ -14,7 +18,7 @@ from ..config.paths import default_conf_dir, default_run_dir
 from ..config.runtime import load_state, table_entries
 from ..netns import run_in_netns
 from ..rules import FAMILY, MODES, TABLE, Layout, QueueSpec, desired_elements, install, installed_queue, remove
-from ..rules.nft import Nft
+from ..rules.nft import Nft, NftError
 from ._common import EXIT_OK, UsageError, bounded_int, common_options
 
 __all__ = ["add_queue_options", "queue_spec", "register"]
@@ -84,10 +88,24 @@ def run_rules(args: argparse.Namespace) -> int:
 
 def _listing(netns: str | None) -> str:
     def work() -> str:
-        with Nft() as nft:
+        with Nft() as nft, _quiet_stderr():  # libxtables warns about the inet family on stderr
             try:
                 return nft.run(f"list table {FAMILY} {TABLE}")
-            except Exception:  # noqa: BLE001 (no table: nothing to show)
+            except NftError:  # no table: nothing to show
                 return ""
 
     return run_in_netns(netns, work)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 sent to /dev/null for a moment (C libraries write there directly)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

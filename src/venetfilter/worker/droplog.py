@@ -46,7 +46,9 @@ class DropLog:
         if self.suppressed:
             logger.warning("%d more drops not logged", self.suppressed)
             self.suppressed = 0
-        logger.warning(
-            "drop %s container=%s %s indev=%d outdev=%d",
+        # multicast (a container's own MLD and neighbour discovery) is routine; the rest is an attack or a fault
+        level = logging.INFO if verdict is Verdict.DROP_MULTICAST else logging.WARNING
+        logger.log(
+            level, "drop %s container=%s %s indev=%d outdev=%d",
             verdict.name, ctid or "-", describe_addresses(header), indev, outdev,
         )
