@@ -152,7 +152,9 @@ def test_metrics_endpoint():
     stats = {
         "containers": {"101": {"ACCEPT": 5, "DROP_SOURCE": 2}},
         "queues": {"0": {"queue_dropped": 1, "user_dropped": 0, "waiting": 0}},
-        "errors": 0, "reloads": 3, "reload_errors": 1, "generation": 9,
+        "errors": 0, "reloads": 3, "reload_errors": 1, "generation": 9, "sync_errors": 0, "unknown_links": 4,
+        "verdict_errors": 0, "id_gaps": 0, "mode": "default", "backend": "native",
+        "guard": {"enabled": True, "checks": 10, "tables_restored": 2, "elements_restored": 1, "errors": 0},
     }
     server = MetricsServer("127.0.0.1", 0, lambda: stats)
     try:
@@ -163,3 +165,5 @@ def test_metrics_endpoint():
     assert 'venetfilter_packets_total{container="101",verdict="drop_source"} 2' in body
     assert 'venetfilter_queue_dropped_total{queue="0",reason="queue_dropped"} 1' in body
     assert "venetfilter_reload_errors_total 1" in body and "venetfilter_generation 9" in body
+    assert "venetfilter_guard_tables_restored_total 2" in body and "venetfilter_unknown_link_drops_total 4" in body
+    assert 'venetfilter_info{mode="default",backend="native"} 1' in body

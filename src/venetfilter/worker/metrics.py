@@ -27,11 +27,28 @@ def render(stats: dict) -> str:
     for queue, counts in sorted(stats["queues"].items()):
         for reason in ("queue_dropped", "user_dropped"):
             lines.append(f'venetfilter_queue_dropped_total{{queue="{queue}",reason="{reason}"}} {counts[reason]}')
-    for name, help_text in (("errors", "Packets dropped because classifying them failed."),
-                            ("reloads", "Successful reloads of the runtime state."),
-                            ("reload_errors", "Failed reloads (the previous state stays in force).")):
+    counters = (
+        ("errors", stats["errors"], "Packets dropped because classifying them failed."),
+        ("reloads", stats["reloads"], "Successful reloads of the runtime state."),
+        ("reload_errors", stats["reload_errors"], "Failed reloads (the previous state stays in force)."),
+        ("sync_errors", stats["sync_errors"], "Failed updates of the kernel sets (the guard restores them)."),
+        ("unknown_link_drops", stats["unknown_links"], "Packets dropped on a container link the table does not know."),
+        ("verdict_errors", stats["verdict_errors"], "Verdict messages the kernel refused (their packets stay dropped)."),
+        ("id_gaps", stats["id_gaps"], "Jumps in queued packet ids: messages not read, their packets dropped."),
+        ("guard_checks", stats["guard"]["checks"], "Looks of the guard at the kernel table."),
+        ("guard_tables_restored", stats["guard"]["tables_restored"],
+         "Times the kernel table was missing or changed by someone else and was reinstalled."),
+        ("guard_elements_restored", stats["guard"]["elements_restored"],
+         "Times the kernel sets were changed by someone else and were put right."),
+        ("guard_errors", stats["guard"]["errors"], "Guard looks that failed."),
+    )
+    for name, value, help_text in counters:
         lines += [f"# HELP venetfilter_{name}_total {help_text}", f"# TYPE venetfilter_{name}_total counter",
-                  f"venetfilter_{name}_total {stats[name]}"]
+                  f"venetfilter_{name}_total {value}"]
+    lines += ["# HELP venetfilter_guard_enabled 1 when the worker guards the kernel table.",
+              "# TYPE venetfilter_guard_enabled gauge", f"venetfilter_guard_enabled {int(stats['guard']['enabled'])}",
+              "# HELP venetfilter_info The worker's layout.", "# TYPE venetfilter_info gauge",
+              f'venetfilter_info{{mode="{_label(stats["mode"])}",backend="{_label(stats["backend"])}"}} 1']
     lines += ["# HELP venetfilter_generation The runtime state generation in force.",
               "# TYPE venetfilter_generation gauge", f"venetfilter_generation {stats['generation']}"]
     return "\n".join(lines) + "\n"
