@@ -4,8 +4,12 @@
     .venv/bin/python bench/naive_worker.py --run-dir DIR [--netns NS] [--queue N]
 
 It reads the same runtime state as the real worker (RUN_DIR/state.json, once at start) and gives
-the same verdicts, one per packet. The queue settings are the real netfilterqueue backend's (4096
-packets, 128 bytes copied, an 8 MiB socket buffer), so only the per-packet Python differs. It
+the same verdicts, one per packet, with the real worker's `Ours` semantics: a packet queued before
+routing came in on a container link, one queued after it goes out on one (the kernel table matched
+the link by name), so an unknown link there is DROP_UNKNOWN_LINK. Serve it the queue of the
+queue-everything layout (`venetctl rules install --mode queue`). The queue settings are the real
+netfilterqueue backend's (4096 packets, 128 bytes copied, an 8 MiB socket buffer), so only the
+per-packet Python differs. It
 answers `stats` on RUN_DIR/worker.sock like the real worker (`venetctl stats --json` works), with
 `packets` and per-container verdict counts. SIGTERM/SIGINT stop it.
 """
@@ -27,6 +31,7 @@ from netfilterqueue import COPY_PACKET, NetfilterQueue  # noqa: E402
 from venetfilter import Verdict  # noqa: E402
 from venetfilter.config.runtime import load_state  # noqa: E402
 from venetfilter.netns import enter_netns  # noqa: E402
+from venetfilter.worker.callback import ours_at_hook  # noqa: E402
 from venetfilter.worker.control import ControlServer  # noqa: E402
 from venetfilter.worker.queue_stats import read_queue_stats  # noqa: E402
 
@@ -57,7 +62,7 @@ class NaiveWorker:
         self.packets += 1
         indev, outdev = packet.indev, packet.outdev
         classifier = self.classifier
-        verdict = classifier.classify(packet.get_payload(), indev, outdev)
+        verdict = classifier.classify(packet.get_payload(), indev, outdev, ours_at_hook(packet.hook))
         if verdict is Verdict.ACCEPT:
             packet.accept()
         else:
