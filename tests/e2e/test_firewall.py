@@ -217,3 +217,22 @@ def test_no_guard_leaves_the_table_alone(stack):
                             capture_output=True)
     assert result.returncode != 0
     assert stack.stats()["guard"] == {**stack.stats()["guard"], "enabled": False, "checks": 0}
+
+
+def test_a_link_moved_out_of_our_group_is_put_back(any_stack, echoes):
+    """The kernel knows our links by their interface group; another tool moves 101's link out of it
+    while 101 spoofs. The worker puts it back within moments and counts it; nothing spoofed passes
+    once it is back."""
+    stack = any_stack
+    c101 = stack.containers["101"]
+    ip("-n", c101, "addr", "add", "192.0.2.64/32", "dev", "venet0")
+    ip("-n", stack.host, "link", "set", "vnf101", "group", "0")
+    deadline = time.monotonic() + 2
+    while stack.stats()["guard"]["links_regrouped"] == 0:
+        assert time.monotonic() < deadline, "the link was not put back in its group"
+        time.sleep(0.01)
+    assert "group 7761510" in subprocess.run(["ip", "-n", stack.host, "link", "show", "vnf101"],
+                                             capture_output=True, text=True).stdout
+    assert not udp_probe(c101, "192.0.2.64", OUTSIDE_V4, PORT, timeout=0.3)
+    assert udp_probe(c101, own("101", 4), OUTSIDE_V4, PORT)
+    assert "was outside group" in stack.worker_log()

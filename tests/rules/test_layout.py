@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from venetfilter.config.ctid import LINK_GROUP
 from venetfilter.rules import Layout, QueueSpec, RulesError, render_table
 
 
 def test_default_mode_passes_owned_pairs_and_judges_the_rest() -> None:
     text = render_table(Layout("vnf"), [(4, 7, "192.0.2.1"), (6, 7, "2001:db8::1")])
-    assert 'iifname != "vnf*" accept' in text and 'oifname != "vnf*" accept' in text
+    assert f"iifgroup != {LINK_GROUP} accept" in text and f"oifgroup != {LINK_GROUP} accept" in text
     assert "ip daddr != 224.0.0.0/4 iif . ip saddr @own4 accept" in text
     assert "ip6 daddr != ff00::/8 oif . ip6 daddr @own6 accept" in text
     assert "priority -450" in text and text.count("jump judge") == 2
+    # what the sets refuse: at most 1,000 a second per link to the worker, the rest dropped and counted
+    assert text.count("limit rate over 1000/second burst 1000 packets } update @over_rate") == 2
     assert "7 . 192.0.2.1 counter packets 0 bytes 0" in text and "7 . 2001:db8::1 counter" in text
     assert text.index("counter drop") > text.index("chain judge")
     # one transaction replaces whatever table of ours there was
@@ -22,7 +25,11 @@ def test_default_mode_passes_owned_pairs_and_judges_the_rest() -> None:
 def test_queue_mode_judges_every_container_packet() -> None:
     text = render_table(Layout("ct", "queue"), [(4, 7, "192.0.2.1")])
     assert "@own4" not in text.split("chain leaving")[1]
-    assert 'iifname != "ct*" accept' in text
+    assert "limit rate" not in text  # every honest packet goes to the worker: never limit it
+
+
+def test_no_judge_rate_means_no_limit() -> None:
+    assert "limit rate" not in render_table(Layout("vnf", judge_rate=0), [])
 
 
 def test_counters_are_carried_over() -> None:
@@ -51,6 +58,7 @@ def test_nfqueue_target_info(spec: QueueSpec, info: bytes) -> None:
         lambda: QueueSpec(0, cpu_fanout=True),
         lambda: Layout("ve"),
         lambda: Layout("vnf", "fast"),  # type: ignore[arg-type]
+        lambda: Layout("vnf", judge_rate=-1),
     ],
 )
 def test_bad_layouts_are_refused(make) -> None:

@@ -274,3 +274,33 @@ def test_the_first_packets_of_a_new_queue_have_no_gap(make_netns):
     assert counters == {"got": 5, "packets": 5, "gaps": 0, "truncated": 0, "verdict_messages": 1,
                         "verdict_errors": 0, "single_verdicts": 0, "resent_drops": 0, "errors": 0,
                         "setup_warnings": 0}
+
+
+CLOSE_UNSERVED = textwrap.dedent("""
+    import socket, time
+    from venetfilter.core import CAddressTable
+    from venetfilter.worker._native import NativeQueue
+
+    queue = NativeQueue(7, CAddressTable(), None)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for i in range(50):
+        sender.sendto(b"x%d" % i, ("127.0.0.1", 9999))
+    time.sleep(0.2)
+    queue.close()  # never served: libnetfilter_queue reads what is queued while it unbinds
+    queue.close()
+    print("closed", queue.packets)
+""")
+
+
+@pytest.mark.netns
+def test_closing_a_queue_that_holds_unread_packets(make_netns):
+    """A worker stopped before it served anything (SIGTERM right after start): unbinding makes
+    libnetfilter_queue read the queued messages and call back into the loop, which must leave
+    them alone (they are dropped by the kernel) rather than classify them with no table."""
+    ns = make_netns("vfq")
+    subprocess.run(["ip", "netns", "exec", ns, "iptables", "-A", "OUTPUT", "-p", "udp", "--dport", "9999",
+                    "-j", "NFQUEUE", "--queue-num", "7"], check=True)
+    result = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-X", "faulthandler", "-c", CLOSE_UNSERVED],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "closed 0\n"

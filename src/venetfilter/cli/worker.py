@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import sys
@@ -13,7 +14,7 @@ from ..config.nodeconf import read_node_config
 from ..config.paths import default_conf_dir, default_run_dir
 from ..errors import VenetfilterError
 from ..netns import enter_netns
-from ..rules import MODES
+from ..rules import DEFAULT_JUDGE_RATE, MODES
 from ..worker import Worker, WorkerOptions, request
 from ..worker.backends import BACKENDS, default_backend
 from ._common import (
@@ -45,6 +46,9 @@ def _add_worker_options(p: argparse.ArgumentParser) -> None:
                    help=f"how packets are read (default: {default_backend()})")
     p.add_argument("--fail-open", action="store_true",
                    help="let queued packets pass when no worker is bound or the queue is full (default: drop)")
+    p.add_argument("--judge-rate", type=bounded_int(0, 10_000_000), default=DEFAULT_JUDGE_RATE, metavar="N",
+                   help="default mode: at most N refused packets a second per container link go to the worker, the "
+                        f"rest are dropped in the kernel unjudged and counted (default {DEFAULT_JUDGE_RATE}; 0: no limit)")
     p.add_argument("--no-guard", dest="guard", action="store_false",
                    help="do not look after the kernel table (by default it is checked twice a second and restored)")
     p.add_argument("--netns", metavar="NAME|PATH|PID", help="run in this network namespace (the host's)")
@@ -66,6 +70,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    faulthandler.enable()  # a crash in C code leaves every thread's stack in the log
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="venetfilter-worker: %(levelname)s %(message)s", stream=sys.stderr,
@@ -84,6 +89,7 @@ def run_worker(args: argparse.Namespace) -> int:
         backend=args.backend, fail_open=args.fail_open,
         metrics_address=args.metrics_address, metrics_port=args.metrics_port, log_rate=args.log_rate,
         mode=args.mode, link_prefix=node.link_prefix, guard=args.guard, cpu_fanout=args.queue_cpu_fanout,
+        judge_rate=args.judge_rate,
     ))
     try:
         worker.run()
@@ -120,7 +126,8 @@ def run_stats(args: argparse.Namespace) -> int:
           f"{stats['reloads']} reloads ({stats['reload_errors']} failed)")
     print(f"guard {'on' if guard['enabled'] else 'off'}: {guard['checks']} checks, "
           f"{guard['tables_restored']} table restores, {guard['elements_restored']} set repairs, "
-          f"{guard['errors']} errors; {stats['unknown_links']} packets on unknown links")
+          f"{guard['links_regrouped']} links put back in their group, {guard['errors']} errors; "
+          f"{stats['unknown_links']} packets on unknown links")
     for queue, counts in stats["queues"].items():
         print(f"queue {queue}: {counts['queue_dropped']} dropped (queue full), "
               f"{counts['user_dropped']} dropped (socket buffer full), {counts['waiting']} waiting")

@@ -8,6 +8,7 @@ inet_pton and stored as inet_ntop writes it (IPv6 compressed, lower case), a pre
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 from collections.abc import Iterable, Sequence
@@ -18,6 +19,8 @@ from ..errors import InvalidAddressError
 
 __all__ = [
     "ConfigAddress",
+    "check_usable",
+    "unusable_reason",
     "merge_addresses",
     "parse_address_token",
     "parse_address_tokens",
@@ -88,6 +91,39 @@ def parse_address_token(text: str) -> ConfigAddress:
             raise InvalidAddressError(text, f"bad prefix length (0-{32 if family == 4 else 128})")
         prefixlen = int(prefix)
     return ConfigAddress._trusted(socket.inet_ntop(af, packed), prefixlen, family)
+
+
+def unusable_reason(address: str | ConfigAddress) -> str | None:
+    """Why `address` cannot be a container's address (None: it can).
+
+    A container address is a unicast address some host could route to the container: not
+    unspecified, loopback, multicast, the IPv4 limited broadcast, link-local (each link has its own)
+    or an IPv4-mapped IPv6 address (the IPv4 address is the real one). vzctl's scripts would have
+    failed on each of these one way or another; here they are refused before anything changes.
+    """
+    text = address.address if isinstance(address, ConfigAddress) else address
+    ip = ipaddress.ip_address(text)
+    if ip.is_unspecified:
+        return "it is the unspecified address"
+    if ip.is_loopback:
+        return "it is a loopback address"
+    if ip.is_multicast:
+        return "it is a multicast address"
+    if ip == ipaddress.IPv4Address("255.255.255.255"):
+        return "it is the broadcast address"
+    if ip.is_link_local:
+        return "it is a link-local address"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return f"it is an IPv4-mapped address (use {ip.ipv4_mapped})"
+    return None
+
+
+def check_usable(address: ConfigAddress) -> ConfigAddress:
+    """`address` when a container may have it; `InvalidAddressError` (exit 21) saying why not."""
+    reason = unusable_reason(address)
+    if reason is not None:
+        raise InvalidAddressError(str(address), f"not usable for a container: {reason}")
+    return address
 
 
 def split_tokens(values: str | Iterable[str]) -> list[str]:

@@ -11,6 +11,7 @@ __all__ = [
     "CTID_PATTERN",
     "DEFAULT_LINK_PREFIX",
     "FOREIGN_LINK_PREFIXES",
+    "LINK_GROUP",
     "host_ifname",
     "is_valid_ctid",
     "validate_ctid",
@@ -23,6 +24,11 @@ CTID_MAX_LENGTH = 12
 DEFAULT_LINK_PREFIX = "vnf"
 """The name prefix of every host-side container link: the kernel rules match our links by it, so
 it must be ours alone (``LINK_PREFIX`` in the global config changes it)."""
+
+LINK_GROUP = 0x766E66
+"""The interface group of our host links ("vnf" in ASCII): the kernel's per-packet test of "is this
+a container link" is one integer compare on it, cheaper than a name match. Links are created in it;
+the worker puts back in it any link named with our prefix that someone moves out."""
 
 FOREIGN_LINK_PREFIXES = ("ve-", "vb-", "vz-", "veth", "vnet")
 """Container links of other tools: systemd-nspawn (``ve-``, ``vb-``, zone bridges ``vz-``), Docker,

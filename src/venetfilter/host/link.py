@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute, NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_NOARP, IFF_UP
 
-from ..config.ctid import DEFAULT_LINK_PREFIX, host_ifname
+from ..config.ctid import DEFAULT_LINK_PREFIX, LINK_GROUP, host_ifname
 from ..errors import HostNetworkError, InterfaceExistsError
 from ._netlink import link_index, netlink_step
 
@@ -86,7 +86,7 @@ def create_link(
         peer: dict[str, object] = {"ifname": CONTAINER_IFNAME, "address": mac}
         if fd is not None:
             peer["net_ns_fd"] = fd
-        host.link("add", ifname=name, kind="veth", address=mac, peer=peer)
+        host.link("add", ifname=name, kind="veth", address=mac, group=LINK_GROUP, peer=peer)
     except NetlinkError as exc:
         if exc.code == errno.EEXIST:
             raise InterfaceExistsError(name, host_where) from exc

@@ -7,13 +7,27 @@ own layout at start and keeps it in place with a `Guard`.
 
 from __future__ import annotations
 
-from .elements import ElementChanges, desired_elements, read_elements, sync
+from .elements import ElementChanges, desired_elements, read_elements, read_over_rate, sync
 from .guard import Guard, GuardCounters
-from .kernel import Fingerprint, fingerprint, install, installed_queue, remove, table_exists
-from .layout import CHAINS, FAMILY, MODES, PRIORITY, TABLE, Element, Layout, Mode, QueueSpec, RulesError, render_table
+from .kernel import Fingerprint, fingerprint, generation, install, installed_queue, remove, table_exists
+from .layout import (
+    CHAINS,
+    DEFAULT_JUDGE_RATE,
+    FAMILY,
+    MODES,
+    PRIORITY,
+    TABLE,
+    Element,
+    Layout,
+    Mode,
+    QueueSpec,
+    RulesError,
+    render_table,
+)
 
 __all__ = [
     "CHAINS",
+    "DEFAULT_JUDGE_RATE",
     "FAMILY",
     "MODES",
     "PRIORITY",
@@ -29,9 +43,11 @@ __all__ = [
     "RulesError",
     "desired_elements",
     "fingerprint",
+    "generation",
     "install",
     "installed_queue",
     "read_elements",
+    "read_over_rate",
     "remove",
     "render_table",
     "sync",

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from ..netns import run_in_netns
-from .layout import FAMILY, SETS, TABLE, Element, RulesError, render_elements
+from .layout import FAMILY, OVER_RATE_SET, SETS, TABLE, Element, RulesError, render_elements
 from .nft import Nft, NftError
 
-__all__ = ["ElementChanges", "desired_elements", "read_elements", "sync"]
+__all__ = ["ElementChanges", "desired_elements", "read_elements", "read_over_rate", "sync"]
 
 NetnsArg = str | int | None
 Counters = dict[Element, tuple[int, int]]
@@ -67,6 +67,27 @@ def read_elements(netns: NetnsArg = None) -> Counters:
     def work() -> Counters:
         with Nft() as nft:
             return _read(nft)
+
+    return run_in_netns(netns, work)
+
+
+def read_over_rate(netns: NetnsArg = None) -> dict[int, int]:
+    """Packets each link sent over the judging rate (dropped in the kernel, unjudged), by ifindex."""
+
+    def work() -> dict[int, int]:
+        found: dict[int, int] = {}
+        with Nft() as nft:
+            try:
+                items = nft.list_json(f"set {FAMILY} {TABLE} {OVER_RATE_SET}")
+            except NftError:
+                return found  # no table, or a layout without the limit
+        for item in items:
+            for entry in item.get("set", {}).get("elem", ()):
+                elem = entry.get("elem", entry) if isinstance(entry, dict) else entry
+                link = elem.get("val", elem) if isinstance(elem, dict) else elem
+                counter = elem.get("counter") or {} if isinstance(elem, dict) else {}
+                found[_ifindex(link)] = int(counter.get("packets", 0))
+        return found
 
     return run_in_netns(netns, work)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .elements import read_elements, sync
-from .kernel import Fingerprint, fingerprint, install
+from .kernel import Fingerprint, fingerprint, generation, install
 from .layout import Element, Layout, RulesError
 
 __all__ = ["Guard", "GuardCounters"]
@@ -26,6 +26,7 @@ NetnsArg = str | int | None
 @dataclass
 class GuardCounters:
     checks: int = 0
+    full_checks: int = 0  # looks at the table itself: the ruleset had changed since the last one
     tables_restored: int = 0
     elements_restored: int = 0
     errors: int = 0
@@ -40,6 +41,7 @@ class Guard:
         self.netns = netns
         self.counters = GuardCounters()
         self._expected: Fingerprint | None = None
+        self._generation: int | None = None  # the ruleset generation last found right
 
     def install(self) -> None:
         """Put the table in place (replacing any of ours), its element counters carried over."""
@@ -50,28 +52,41 @@ class Guard:
         self._expected = install(self.layout, self.wanted(), self.netns, counters)
 
     def check(self) -> list[str]:
-        """Look once and restore what differs; returns what was found wrong (empty: nothing)."""
+        """Look once and restore what differs; returns what was found wrong (empty: nothing).
+
+        When no nftables transaction at all happened since the last look that found everything
+        right (the ruleset generation is the same), there is nothing to compare."""
         self.counters.checks += 1
         try:
-            found = fingerprint(self.netns)
-            if found != self._expected:
-                problem = "missing" if found is None else "changed by someone else"
-                self.install()
-                self.counters.tables_restored += 1
-                message = f"the nftables table was {problem}: reinstalled ({self.layout.describe()})"
-                logger.warning(message)
-                return [message]
-            changes = sync(self.wanted(), self.netns)
-            if changes:
-                self.counters.elements_restored += 1
-                message = (
-                    f"the sets were changed by someone else: {len(changes.removed)} elements removed, "
-                    f"{len(changes.added)} restored"
-                )
-                logger.warning(message)
-                return [message]
+            before = generation(self.netns)
+            if before == self._generation:
+                return []
+            self.counters.full_checks += 1
+            problems = self._compare()
+            if not problems:
+                self._generation = before  # a change during the comparison shows next time
+            return problems
         except RulesError as exc:
             self.counters.errors += 1
             logger.error("guard: %s", exc)
             return [str(exc)]
+
+    def _compare(self) -> list[str]:
+        found = fingerprint(self.netns)
+        if found != self._expected:
+            problem = "missing" if found is None else "changed by someone else"
+            self.install()
+            self.counters.tables_restored += 1
+            message = f"the nftables table was {problem}: reinstalled ({self.layout.describe()})"
+            logger.warning(message)
+            return [message]
+        changes = sync(self.wanted(), self.netns)
+        if changes:
+            self.counters.elements_restored += 1
+            message = (
+                f"the sets were changed by someone else: {len(changes.removed)} elements removed, "
+                f"{len(changes.added)} restored"
+            )
+            logger.warning(message)
+            return [message]
         return []

@@ -15,14 +15,16 @@ import errno
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from pyroute2.netlink import NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.nfnetlink.nftsocket import NFT_MSG_GETGEN, nft_gen_msg
 from pyroute2.nftables.main import NFTables
 
 from ..netns import run_in_netns
 from .layout import FAMILY, TABLE, Element, Layout, QueueSpec, RulesError, render_table
 from .nft import Nft, NftError
 
-__all__ = ["Fingerprint", "fingerprint", "install", "installed_queue", "remove", "table_exists"]
+__all__ = ["Fingerprint", "fingerprint", "generation", "install", "installed_queue", "remove", "table_exists"]
 
 NetnsArg = str | int | None
 _T = TypeVar("_T")
@@ -142,6 +144,17 @@ def fingerprint(netns: NetnsArg = None) -> Fingerprint | None:
                 if exc.code == errno.ENOENT:  # removed while we read it
                     return None
                 raise RulesError(f"cannot read the nftables table: {exc}") from None
+
+    return _in(netns, work)
+
+
+def generation(netns: NetnsArg = None) -> int:
+    """The ruleset generation of the namespace: it changes with every nftables transaction there
+    (anyone's), not with counters or the kernel's own updates of dynamic sets."""
+
+    def work() -> int:
+        with NFTables(nfgen_family=0) as sock:
+            return int(sock.request_get(nft_gen_msg(), NFT_MSG_GETGEN, NLM_F_REQUEST)[0].get_attr("NFTA_GEN_ID"))
 
     return _in(netns, work)
 

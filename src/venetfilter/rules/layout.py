@@ -7,14 +7,17 @@ kernel does with a packet (conntrack's defragmentation runs at -400, iptables' r
   fragment, before routing, reassembly, conntrack or any ICMP error;
 - ``entering`` (postrouting) sees every packet that goes out on one, after routing.
 
+A container link is one in our interface group (`LINK_GROUP`: one integer compare per packet).
 Packets of other links are accepted at once (``accept`` ends only this base chain: every other
 table, iptables' included, still sees them). In the default mode, a packet whose (link, source)
 -- leaving -- or (link, destination) -- entering -- is in the sets ``own4``/``own6`` and is not
-multicast is accepted in the kernel: one hash lookup. Everything else jumps to ``judge``, whose
-first rule sends it to the worker's NFQUEUE (an xtables NFQUEUE target: this kernel's nftables
-has no ``queue`` statement of its own) and whose last rule drops it: a packet the queue rule does
-not take (rule missing, being restored) is dropped, never passed. In the queue mode every packet
-of a container link goes to the worker.
+multicast is accepted in the kernel: one hash lookup. What is left is refused traffic (or traffic
+of an address being added right now): at most `Layout.judge_rate` packets a second per link jump to
+``judge``, the rest are dropped there and counted per link in ``over_rate``. ``judge``'s first
+rule sends a packet to the worker's NFQUEUE (an xtables NFQUEUE target: this kernel's nftables has
+no ``queue`` statement of its own) and its last rule drops it: a packet the queue rule does not
+take (rule missing, being restored) is dropped, never passed. In the queue mode every packet of a
+container link goes to the worker.
 
 The sets hold the address table compiled to (interface index, address) pairs, each with a
 counter: the accepts per container.
@@ -25,11 +28,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..config.ctid import validate_link_prefix
+from ..config.ctid import LINK_GROUP, validate_link_prefix
 from ..errors import InvalidContainerError, VenetfilterError
 
 __all__ = [
     "CHAINS",
+    "DEFAULT_JUDGE_RATE",
+    "OVER_RATE_SET",
     "SETS",
     "Element",
     "render_elements",
@@ -49,6 +54,10 @@ FAMILY = "inet"
 PRIORITY = -450  # before conntrack's defragmentation (-400) and iptables' raw table (-300)
 CHAINS = ("leaving", "entering", "judge")
 SETS = {4: "own4", 6: "own6"}
+RATE_SET = "judge_rate"  # per link: how fast its refused packets are being sent to the worker
+OVER_RATE_SET = "over_rate"  # per link: packets dropped in the kernel, unjudged, over that rate
+MAX_LINKS = 65536
+DEFAULT_JUDGE_RATE = 1000
 Mode = Literal["default", "queue"]
 MODES: tuple[Mode, ...] = ("default", "queue")
 
@@ -98,6 +107,10 @@ class Layout:
     link_prefix: str
     mode: Mode = "default"
     queue: QueueSpec = field(default_factory=QueueSpec)
+    judge_rate: int = DEFAULT_JUDGE_RATE
+    """Default mode: at most this many refused packets a second per link go to the worker; the rest
+    are dropped in the kernel unjudged and counted (0: no limit). A flood then costs the worker,
+    and the CPUs it shares with honest containers, next to nothing."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -106,9 +119,12 @@ class Layout:
             validate_link_prefix(self.link_prefix)
         except InvalidContainerError as exc:
             raise RulesError(str(exc)) from None
+        if type(self.judge_rate) is not int or not 0 <= self.judge_rate <= 10_000_000:
+            raise RulesError(f"invalid judge rate {self.judge_rate!r}: 0 (no limit) to 10000000 packets a second")
 
     def describe(self) -> str:
-        return f"{self.mode} mode, links {self.link_prefix}*, {self.queue.describe()}"
+        rate = f", at most {self.judge_rate}/s judged per link" if self.mode == "default" and self.judge_rate else ""
+        return f"{self.mode} mode, links {self.link_prefix}* (group {LINK_GROUP}), {self.queue.describe()}{rate}"
 
 
 Element = tuple[int, int, str]
@@ -133,7 +149,6 @@ def render_elements(
 
 def render_table(layout: Layout, elements: list[Element], counters: dict[Element, tuple[int, int]] | None = None) -> str:
     """The whole table in nft syntax: one transaction replaces whatever table of ours there was."""
-    prefix = layout.link_prefix + "*"
     allow = layout.mode == "default"
     lists = render_elements(elements, counters)
 
@@ -141,8 +156,8 @@ def render_table(layout: Layout, elements: list[Element], counters: dict[Element
         content = f" elements = {{ {lists[family]} }};" if family in lists else ""
         return f"    set {SETS[family]} {{ type iface_index . ipv{family}_addr; counter;{content} }}"
 
-    leaving = [f'iifname != "{prefix}" accept']
-    entering = [f'oifname != "{prefix}" accept']
+    leaving = [f"iifgroup != {LINK_GROUP} accept"]
+    entering = [f"oifgroup != {LINK_GROUP} accept"]
     if allow:
         leaving += [
             f"ip daddr != 224.0.0.0/4 iif . ip saddr @{SETS[4]} accept",
@@ -152,6 +167,10 @@ def render_table(layout: Layout, elements: list[Element], counters: dict[Element
             f"ip daddr != 224.0.0.0/4 oif . ip daddr @{SETS[4]} accept",
             f"ip6 daddr != ff00::/8 oif . ip6 daddr @{SETS[6]} accept",
         ]
+        if layout.judge_rate:
+            limit = f"limit rate over {layout.judge_rate}/second burst {layout.judge_rate} packets"
+            leaving.append(f"update @{RATE_SET} {{ iif {limit} }} update @{OVER_RATE_SET} {{ iif }} drop")
+            entering.append(f"update @{RATE_SET} {{ oif {limit} }} update @{OVER_RATE_SET} {{ oif }} drop")
 
     def chain(name: str, hook: str | None, rules: list[str]) -> list[str]:
         head = [f"    chain {name} {{"]
@@ -165,6 +184,8 @@ def render_table(layout: Layout, elements: list[Element], counters: dict[Element
         f"table {FAMILY} {TABLE} {{",
         set_block(4),
         set_block(6),
+        f"    set {RATE_SET} {{ type iface_index; flags dynamic; size {MAX_LINKS}; }}",
+        f"    set {OVER_RATE_SET} {{ type iface_index; flags dynamic; size {MAX_LINKS}; counter; }}",
         *chain("leaving", "prerouting", [*leaving, "jump judge"]),
         *chain("entering", "postrouting", [*entering, "jump judge"]),
         *chain("judge", None, ["counter drop"]),

@@ -50,6 +50,7 @@ class _Library:
 
 _loaded: _Library | None = None
 _load_lock = threading.Lock()
+_run_lock = threading.Lock()  # libnftables (and the libxtables it loads) keeps global state: one call at a time
 
 
 def _library() -> Any:
@@ -66,7 +67,8 @@ class Nft:
 
     def __init__(self) -> None:
         self._lib = _library()
-        self._ctx = self._lib.nft_ctx_new(0)
+        with _run_lock:
+            self._ctx = self._lib.nft_ctx_new(0)
         if not self._ctx:
             raise NftError("cannot create an nftables context")
         self._lib.nft_ctx_buffer_output(self._ctx)
@@ -74,7 +76,8 @@ class Nft:
 
     def close(self) -> None:
         if self._ctx:
-            self._lib.nft_ctx_free(self._ctx)
+            with _run_lock:
+                self._lib.nft_ctx_free(self._ctx)
             self._ctx = None
 
     def __enter__(self) -> Nft:
@@ -95,10 +98,11 @@ class Nft:
     def _run(self, commands: str, *, json_output: bool) -> str:
         if not self._ctx:
             raise NftError("the nftables context is closed")
-        self._lib.nft_ctx_output_set_flags(self._ctx, _NFT_CTX_OUTPUT_JSON if json_output else 0)
-        rc = self._lib.nft_run_cmd_from_buffer(self._ctx, commands.encode())
-        output = (self._lib.nft_ctx_get_output_buffer(self._ctx) or b"").decode(errors="replace")
-        errors = (self._lib.nft_ctx_get_error_buffer(self._ctx) or b"").decode(errors="replace")
+        with _run_lock:
+            self._lib.nft_ctx_output_set_flags(self._ctx, _NFT_CTX_OUTPUT_JSON if json_output else 0)
+            rc = self._lib.nft_run_cmd_from_buffer(self._ctx, commands.encode())
+            output = (self._lib.nft_ctx_get_output_buffer(self._ctx) or b"").decode(errors="replace")
+            errors = (self._lib.nft_ctx_get_error_buffer(self._ctx) or b"").decode(errors="replace")
         if rc != 0:
             raise NftError(" ".join(errors.split()) or f"nft failed ({rc})")
         return output

@@ -278,7 +278,8 @@ cdef struct Drop:
 
 
 cdef struct Loop:
-    Table *table
+    Table *table        # the queue's AddressTable: set at construction, never NULL
+    bint closing        # the queue is being destroyed: libnetfilter_queue may still hand us packets
     Plan plan
     Drop drops[MAX_DROPS]
     int ndrops
@@ -306,6 +307,8 @@ cdef inline uint8_t ours_at_hook(uint8_t hook) noexcept nogil:
 cdef int on_packet(nfq_q_handle *qh, nfgenmsg *nfmsg, nfq_data *nfa, void *data) noexcept nogil:
     """libnetfilter_queue's callback for one packet: classify it and add it to the verdict plan."""
     cdef Loop *loop = <Loop *>data
+    if loop.closing:
+        return 0  # no verdict: unbinding drops (or, fail-open, accepts) what is still queued
     cdef nfqnl_msg_packet_hdr *ph = nfq_get_msg_packet_hdr(nfa)
     if ph == NULL:
         loop.errors += 1  # no id: it shows as a gap
@@ -371,6 +374,7 @@ cdef class NativeQueue:
         if not (self.loop and self.buffers and self.messages and self.iovecs):
             raise MemoryError()
         memset(self.loop, 0, sizeof(Loop))
+        self.loop.table = &self.table.t  # the table object's struct: reloads change it in place
         memset(self.messages, 0, BATCH * sizeof(mmsghdr))
         cdef int i
         for i in range(BATCH):
@@ -410,6 +414,8 @@ cdef class NativeQueue:
         self._close()
 
     cdef void _close(self) noexcept:
+        if self.loop != NULL:
+            self.loop.closing = True  # nfq_destroy_queue reads what is queued and calls on_packet
         if self.qh != NULL:
             nfq_destroy_queue(self.qh)
             self.qh = NULL
@@ -531,7 +537,6 @@ cdef class NativeQueue:
         with the GIL released."""
         cdef Loop *loop = self.loop
         cdef int i
-        loop.table = &self.table.t
         for i in range(n):
             if self.messages[i].msg_hdr.msg_flags & MSG_TRUNC:
                 plan_truncated(&loop.plan)

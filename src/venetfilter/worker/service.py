@@ -30,10 +30,23 @@ from pathlib import Path
 from ..config.ctid import DEFAULT_LINK_PREFIX
 from ..config.runtime import load_state, state_path, table_entries
 from ..core import AddressTable, Verdict
-from ..rules import Element, Guard, Layout, Mode, QueueSpec, RulesError, desired_elements, read_elements, sync
+from ..rules import (
+    DEFAULT_JUDGE_RATE,
+    Element,
+    Guard,
+    Layout,
+    Mode,
+    QueueSpec,
+    RulesError,
+    desired_elements,
+    read_elements,
+    read_over_rate,
+    sync,
+)
 from .backends import Backend, BackendName, default_backend, open_backend
 from .control import ControlServer
 from .droplog import DropLog
+from .linkwatch import LinkWatch
 from .metrics import MetricsServer
 from .queue_stats import read_queue_stats
 
@@ -41,6 +54,7 @@ __all__ = ["Worker", "WorkerOptions"]
 
 logger = logging.getLogger("venetfilter.worker")
 PERIOD = 0.2  # seconds between two looks after the state file and the drop log
+OVER_RATE = "DROP_RATE_LIMITED"  # the stats' name of the packets dropped over the judging rate
 GUARD_PERIOD = 0.5  # seconds between two looks after the kernel
 
 
@@ -58,13 +72,14 @@ class WorkerOptions:
     link_prefix: str = DEFAULT_LINK_PREFIX
     guard: bool = True  # look after the kernel table every GUARD_PERIOD and restore it
     cpu_fanout: bool = False  # several queues: chosen by CPU, not by flow
+    judge_rate: int = DEFAULT_JUDGE_RATE  # default mode: refused packets judged per second and link
 
     @property
     def layout(self) -> Layout:
         """The kernel layout these options ask for."""
         balance = (self.queue, self.queue + self.queues - 1) if self.queues > 1 else None
         spec = QueueSpec(self.queue, balance, cpu_fanout=self.cpu_fanout and balance is not None, fail_open=self.fail_open)
-        return Layout(self.link_prefix, self.mode, spec)
+        return Layout(self.link_prefix, self.mode, spec, self.judge_rate)
 
 
 class Worker:
@@ -82,6 +97,7 @@ class Worker:
         self._kernel_ready = False  # the table is installed: reloads sync its sets
         self.guard = Guard(self.layout, lambda: self._wanted)
         self.sync_errors = 0
+        self.links: LinkWatch | None = None
         self._state_stamp: tuple[int, int] | None = None
         self._reload_lock = threading.Lock()
         self._droplog = DropLog(rate=options.log_rate, burst=max(1, int(options.log_rate * 2)))
@@ -146,16 +162,22 @@ class Worker:
 
     def _kernel_accepts(self) -> dict[str, int]:
         """Packets the sets passed in the kernel, per container (their elements' counters)."""
-        accepted: dict[str, int] = {}
         try:
             elements = read_elements()
         except RulesError:
-            return accepted
+            return {}
+        by_link: dict[int, int] = {}
         for (_, ifindex, _), (packets, _) in elements.items():
+            by_link[ifindex] = by_link.get(ifindex, 0) + packets
+        return self._per_container(by_link)
+
+    def _per_container(self, by_link: dict[int, int]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for ifindex, packets in by_link.items():
             ctid = self._links.get(ifindex)
             if ctid is not None:
-                accepted[ctid] = accepted.get(ctid, 0) + packets
-        return accepted
+                counts[ctid] = counts.get(ctid, 0) + packets
+        return counts
 
     def stats(self) -> dict:
         """Everything the worker counts, as plain data (the control socket sends it as JSON).
@@ -164,10 +186,12 @@ class Worker:
         kernel = read_queue_stats()
         backends = list(self._backends)
         accepted = self._kernel_accepts()
+        over_rate = self._per_container(read_over_rate())
         containers = {}
         for ctid, counts in self.table.counters().items():
             view = {verdict.name: count for verdict, count in counts.items()}
             view[Verdict.ACCEPT.name] += accepted.get(ctid, 0)
+            view[OVER_RATE] = over_rate.get(ctid, 0)
             containers[ctid] = view
         return {
             "generation": self.generation,
@@ -183,7 +207,8 @@ class Worker:
             "reload_errors": self.reload_errors,
             "sync_errors": self.sync_errors,
             "unknown_links": self.table.unknown_links,
-            "guard": {"enabled": self.options.guard, **vars(self.guard.counters)},
+            "guard": {"enabled": self.options.guard, **vars(self.guard.counters),
+                      "links_regrouped": self.links.regrouped if self.links else 0},
             "drops_not_logged": self._droplog.suppressed,
             "enobufs": sum(b.enobufs for b in backends),
             "containers": containers,
@@ -229,6 +254,7 @@ class Worker:
                 self.guard.install()
                 self._kernel_ready = True
             logger.info("kernel table installed: %s", self.layout.describe())
+            self.links = LinkWatch(self.layout.link_prefix)
             if self.options.guard:
                 thread = threading.Thread(target=self._guard_loop, name="venetfilter-guard", daemon=True)
                 thread.start()
@@ -256,7 +282,7 @@ class Worker:
             self.stop()
             for thread in threads:
                 thread.join()
-            for server in (metrics, control):
+            for server in (metrics, control, self.links):
                 if server is not None:
                     server.close()
             for backend in self._backends:
