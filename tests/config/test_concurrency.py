@@ -6,9 +6,9 @@ import subprocess
 import sys
 import time
 
-from venetfilter.config import ContainerManager, load_state, read_config
+from venetfilter.config import load_state, read_config
 
-from .conftest import Dirs, subprocess_env
+from .conftest import DRY_MAIN, Dirs, dry_node, subprocess_env
 
 N = 50
 N_EXTRA = 20  # the two extra scenarios are smaller, to keep the suite fast
@@ -29,8 +29,13 @@ def venetctl(dirs: Dirs, *args: str) -> list[str]:
     return [sys.executable, "-m", "venetfilter.cli", *dirs.options(), *args]
 
 
+def dry_venetctl(dirs: Dirs, *args: str) -> list[str]:
+    """venetctl over a dry Node: a change of a running container never touches the host."""
+    return [sys.executable, "-c", DRY_MAIN, *dirs.options(), *args]
+
+
 def test_50_processes_one_container(dirs: Dirs) -> None:
-    ContainerManager(dirs.conf, dirs.run).set("101", ["192.0.2.254"], save=True)
+    dry_node(dirs.conf, dirs.run).set("101", ["192.0.2.254"], save=True)
     run_all([venetctl(dirs, "set", "101", "--ipadd", f"10.0.0.{i}", "--save") for i in range(1, N + 1)])
     config = read_config(dirs.conf / "101.conf")
     assert config is not None and config.warnings == ()
@@ -42,17 +47,19 @@ def test_50_processes_one_container(dirs: Dirs) -> None:
 
 def test_50_processes_50_containers(dirs: Dirs) -> None:
     run_all([venetctl(dirs, "set", str(100 + i), "--ipadd", f"2001:db8::{i + 1:x}/64", "--save") for i in range(N)])
-    infos = ContainerManager(dirs.conf, dirs.run).containers()
+    infos = dry_node(dirs.conf, dirs.run).containers()
     assert [(i.ctid, [str(a) for a in i.saved or ()]) for i in infos] == [
         (str(100 + i), [f"2001:db8::{i + 1:x}/64"]) for i in range(N)
     ]
 
 
 def test_processes_on_a_running_container(dirs: Dirs) -> None:
-    ContainerManager(dirs.conf, dirs.run).start("101", 7)
-    run_all([venetctl(dirs, "set", "101", "--ipadd", f"10.1.0.{i}") for i in range(1, N_EXTRA + 1)])
+    node = dry_node(dirs.conf, dirs.run)
+    node.set("101", delete_all=True, save=True)
+    generation = node.start("101").generation
+    run_all([dry_venetctl(dirs, "set", "101", "--ipadd", f"10.1.0.{i}") for i in range(1, N_EXTRA + 1)])
     state = load_state(dirs.run)
-    assert state.generation == 1 + N_EXTRA  # every change counted once
+    assert state.generation == generation + N_EXTRA  # every change counted once
     got = sorted(str(a) for a in state.containers["101"].addresses)
     assert got == sorted(f"10.1.0.{i}" for i in range(1, N_EXTRA + 1))
 
@@ -69,5 +76,5 @@ def test_processes_racing_for_one_address(dirs: Dirs) -> None:
         assert p.stderr is not None
         p.stderr.close()
     assert sorted(codes) == [0] + [78] * (N_EXTRA - 1)  # exactly one winner
-    owners = [i.ctid for i in ContainerManager(dirs.conf, dirs.run).containers() if i.saved]
+    owners = [i.ctid for i in dry_node(dirs.conf, dirs.run).containers() if i.saved]
     assert owners == [str(200 + codes.index(0))]

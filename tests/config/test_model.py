@@ -12,13 +12,23 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from collections.abc import Callable, Sequence
+
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from venetfilter.config import ConfigAddress, ContainerManager, read_config, table_entries
+from venetfilter.config import ConfigAddress, RunningContainer, read_config, table_entries
 from venetfilter.core import AddressTable
-from venetfilter.errors import AddressInUseError, ApplyError, NotRunningError
+from venetfilter.errors import (
+    AddressInUseError,
+    ApplyError,
+    HostNetworkError,
+    InvalidAddressError,
+    NotRunningError,
+    UnknownContainerError,
+)
+from venetfilter.lifecycle import DryNetwork, Node
 
 CTIDS = ["101", "102", "web.1"]
 POOL = [
@@ -26,6 +36,16 @@ POOL = [
     "2001:db8::2", "2001:0db8::2/128", "0.0.0.0", "::",
 ]
 UNSPECIFIED = {"0.0.0.0", "::"}
+UNUSABLE = ["127.0.0.9", "224.0.0.1", "255.255.255.255", "169.254.1.1/16", "fe80::1/64", "ff02::1", "::1",
+            "::ffff:192.0.2.1"]
+
+
+def usable(token: str) -> bool:
+    """Whether a container may have the address (the model's own rule, with `ipaddress`)."""
+    ip = ipaddress.ip_address(token.partition("/")[0])
+    mapped = isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None
+    return not (ip.is_loopback or ip.is_multicast or ip.is_link_local or mapped
+                or ip == ipaddress.IPv4Address("255.255.255.255"))
 
 
 def key(token: str) -> str:
@@ -57,22 +77,34 @@ def edit(current: list[str], adds: list[str], dels: list[str], delete_all: bool)
     return result
 
 
+class ModelNetwork(DryNetwork):
+    """The host of a dry node: records each change of a running container, fails on demand."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(node.run_dir)
+        self.fail = False
+        self.calls: list[tuple[str, list[str], list[str]]] = []
+
+    def change(
+        self, record: RunningContainer, added: Sequence[ConfigAddress], removed: Sequence[ConfigAddress],
+        commit: Callable[[], None], checkpoint: Callable[[str], None],
+    ) -> None:
+        self.calls.append((record.ctid, [str(a) for a in added], [str(a) for a in removed]))
+        if self.fail:
+            raise HostNetworkError("simulated host failure")
+        commit()
+
+
 class VzctlMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="venetfilter-model-"))
-        self.manager = ContainerManager(self.tmp / "conf", self.tmp / "run", applier=self, notify=False)
+        self.node = Node(self.tmp / "conf", self.tmp / "run", dry=True)
+        self.network = ModelNetwork(self.node)
+        self.node.network = self.network
         self.saved: dict[str, list[str]] = {}  # absent: no config file
         self.runtime: dict[str, list[str]] = {}  # absent: stopped
         self.generation = 0
-        self.fail_apply = False
-        self.applied: list[tuple[str, list[str], list[str]]] = []
-
-    def apply(self, ctid: str, added: list[ConfigAddress], removed: list[ConfigAddress]) -> None:
-        """The live applier: records the call, fails on demand."""
-        self.applied.append((ctid, [str(a) for a in added], [str(a) for a in removed]))
-        if self.fail_apply:
-            raise RuntimeError("simulated host failure")
 
     def teardown(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -83,10 +115,13 @@ class VzctlMachine(RuleBasedStateMachine):
                 return other
         return None
 
+    def current_generation(self) -> int:
+        return self.node.runtime_state().generation
+
     @rule(
         ctid=st.sampled_from(CTIDS),
         adds=st.lists(st.sampled_from(POOL), max_size=3),
-        dels=st.lists(st.sampled_from(POOL), max_size=2),
+        dels=st.lists(st.sampled_from(POOL + UNUSABLE), max_size=2),
         delete_all=st.booleans(),
         save=st.booleans(),
         fail=st.booleans(),
@@ -95,8 +130,7 @@ class VzctlMachine(RuleBasedStateMachine):
         adds_n, dels_n = normalise(adds), normalise(dels)
         running = ctid in self.runtime
         expected: type[Exception] | None = None
-        live_added: list[str] = []
-        live_removed: list[str] = []
+        live_change: tuple[str, list[str], list[str]] | None = None
         new_runtime = new_saved = None
         if not running and not save:
             expected = NotRunningError
@@ -106,48 +140,93 @@ class VzctlMachine(RuleBasedStateMachine):
             if running:
                 old = self.runtime[ctid]
                 new_runtime = edit(old, adds_n, dels_n, delete_all)
-                live_added = [t for t in new_runtime if key(t) not in {key(o) for o in old}]
-                live_removed = [t for t in old if key(t) not in {key(n) for n in new_runtime}]
-                if fail and (live_added or live_removed):
-                    expected = ApplyError
+                if new_runtime != old:  # the host is asked to change (maybe only a prefix)
+                    live_change = (
+                        ctid,
+                        [t for t in new_runtime if key(t) not in {key(o) for o in old}],
+                        [t for t in old if key(t) not in {key(n) for n in new_runtime}],
+                    )
+                    if fail:
+                        expected = ApplyError
             if save:
                 new_saved = edit(self.saved.get(ctid, []), adds_n, dels_n, delete_all)
-        self.fail_apply, self.applied = fail, []
+        self.network.fail, self.network.calls = fail, []
         try:
-            self.manager.set(ctid, adds, dels, delete_all=delete_all, save=save)
+            result = self.node.set(ctid, adds, dels, delete_all=delete_all, save=save)
         except (NotRunningError, AddressInUseError, ApplyError) as exc:
             assert type(exc) is expected, f"got {exc!r}, expected {expected}"
         else:
             assert expected is None, f"expected {expected.__name__}"
+            assert (result.generation is not None) == (live_change is not None)
         finally:
-            self.fail_apply = False
-        live_change = bool(live_added or live_removed) and expected in (None, ApplyError)
-        assert self.applied == ([(ctid, live_added, live_removed)] if live_change else [])
+            self.network.fail = False
+        assert self.network.calls == ([live_change] if live_change else [])
         if expected is not None:
+            assert self.current_generation() == self.generation
             return
         if new_runtime is not None:
             if new_runtime != self.runtime[ctid]:
-                self.generation += 1
+                self.generation += 1  # one change, one generation
             self.runtime[ctid] = new_runtime
         if new_saved is not None:
             self.saved[ctid] = new_saved
+        assert self.current_generation() == self.generation
+
+    @rule(
+        ctid=st.sampled_from(CTIDS),
+        adds=st.lists(st.sampled_from(POOL), max_size=2),
+        bad=st.sampled_from(UNUSABLE),
+        where=st.integers(0, 2),
+        save=st.booleans(),
+    )
+    def set_unusable(self, ctid: str, adds: list[str], bad: str, where: int, save: bool) -> None:
+        """An address no container may have: refused first (exit 21), whatever else; nothing changes."""
+        adds = [*adds]
+        adds.insert(min(where, len(adds)), bad)
+        try:
+            self.node.set(ctid, adds, save=save)
+        except InvalidAddressError as exc:
+            assert exc.exit_code == 21 and "not usable" in str(exc)
+        else:
+            raise AssertionError(f"{bad} was accepted")
+        assert self.current_generation() == self.generation
 
     @rule(ctid=st.sampled_from(CTIDS))
     def restart(self, ctid: str) -> None:
-        """vzctl restart: the runtime state is rebuilt from the saved config."""
+        """vzctl restart: the runtime state is rebuilt from the saved config (start needs one)."""
         if ctid in self.runtime:
-            self.manager.stop(ctid)
-            self.generation += 1
-        self.manager.start(ctid, CTIDS.index(ctid) + 1)
-        self.generation += 1
-        self.runtime[ctid] = list(self.saved.get(ctid, []))
+            assert self.node.stop(ctid).was_running
+            del self.runtime[ctid]
+            assert self.current_generation() > self.generation
+            self.generation = self.current_generation()
+        if ctid not in self.saved:
+            try:
+                self.node.start(ctid)
+            except UnknownContainerError:
+                assert self.current_generation() == self.generation
+                return
+            raise AssertionError("started without a config file")
+        result = self.node.start(ctid)
+        assert result.generation == self.current_generation() > self.generation
+        self.generation = result.generation
+        self.runtime[ctid] = list(self.saved[ctid])
 
-    @precondition(lambda self: bool(self.runtime))
-    @rule(data=st.data())
-    def stop(self, data: st.DataObject) -> None:
-        ctid = data.draw(st.sampled_from(sorted(self.runtime)))
-        self.manager.stop(ctid)
-        self.generation += 1
+    @rule(ctid=st.sampled_from(CTIDS))
+    def stop(self, ctid: str) -> None:
+        if ctid not in self.runtime and ctid not in self.saved:
+            try:
+                self.node.stop(ctid)
+            except UnknownContainerError:
+                return
+            raise AssertionError("stopped an unknown container")
+        result = self.node.stop(ctid)
+        assert result.was_running == (ctid in self.runtime)
+        if not result.was_running:
+            assert result.message == "Container is not running" and result.generation is None
+            assert self.current_generation() == self.generation
+            return
+        assert result.generation == self.current_generation() > self.generation
+        self.generation = result.generation
         del self.runtime[ctid]
 
     @invariant()
@@ -169,6 +248,9 @@ class VzctlMachine(RuleBasedStateMachine):
         document = json.loads(state_file.read_text())
         assert document["generation"] == self.generation
         assert {c: e["addresses"] for c, e in document["containers"].items()} == self.runtime
+        assert {e["phase"] for e in document["containers"].values()} <= {"running"}
+        links = [e["ifindex"] for e in document["containers"].values()]
+        assert all(i > 1000 for i in links) and len(set(links)) == len(links)  # DryNetwork's made-up links
         table = AddressTable()
         table.load(table_entries(self.tmp / "run"))  # every address has one owner
         assert len(table) == sum(len(v) for v in self.runtime.values())
@@ -178,6 +260,7 @@ class VzctlMachine(RuleBasedStateMachine):
         for ctid in CTIDS:
             for token in self.saved.get(ctid, []) + self.runtime.get(ctid, []):
                 assert self.owner_elsewhere(ctid, key(token)) is None
+                assert usable(token)
 
 
 VzctlMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=25, deadline=None)

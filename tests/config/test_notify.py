@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from venetfilter.config import mark_running, notify_worker
+from venetfilter.config import notify_worker
 from venetfilter.config.notify import format_reply, parse_reply
 
+from .conftest import record_running
 from .worker_stub import WorkerStub
 
 
@@ -33,7 +34,7 @@ def test_refused_connection_is_quiet(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_worker_confirms(tmp_path: Path) -> None:
-    generation = mark_running(tmp_path, "101", 7)
+    generation = record_running(tmp_path, "101", 7)
     messages, warn = collect()
     with WorkerStub(tmp_path) as stub:
         assert notify_worker(tmp_path, generation, warn=warn) is True  # type: ignore[arg-type]
@@ -42,7 +43,7 @@ def test_worker_confirms(tmp_path: Path) -> None:
 
 def test_long_socket_path(tmp_path: Path) -> None:
     run = tmp_path / ("x" * 60) / ("y" * 60)
-    generation = mark_running(run, "101", 7)
+    generation = record_running(run, "101", 7)
     with WorkerStub(run):
         assert notify_worker(run, generation) is True
 
@@ -52,7 +53,7 @@ def test_long_socket_path(tmp_path: Path) -> None:
     [("stale", "older than"), ("garbage", "answered"), ("close", "answered 'nothing'"), ("silent", "did not confirm")],
 )
 def test_bad_worker_warns_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str], mode: str, expected: str) -> None:
-    generation = mark_running(tmp_path, "101", 7)
+    generation = record_running(tmp_path, "101", 7)
     with WorkerStub(tmp_path, mode):
         started = time.monotonic()
         assert notify_worker(tmp_path, generation, timeout=0.3) is False

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from venetfilter.config import atomic_write, global_lock
-from venetfilter.config.store import ensure_dir
+from venetfilter.config.store import ensure_dir, prepare_write
 
 
 def mode(path: Path) -> int:
@@ -72,6 +72,36 @@ def test_failed_rename_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.Mo
         atomic_write(path, b"half-written")
     assert path.read_bytes() == b'IP_ADDRESS="192.0.2.1"\n'  # ...but the target is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.conf"]
+
+
+def test_prepared_write_takes_effect_at_commit(tmp_path: Path) -> None:
+    path = tmp_path / "a.conf"
+    path.write_bytes(b"old")
+    os.chmod(path, 0o640)
+    prepared = prepare_write(path, b"new")
+    [tmp] = [p for p in tmp_path.iterdir() if p.name != "a.conf"]
+    assert tmp.name.startswith(".a.conf.") and tmp.name.endswith(".tmp") and tmp.read_bytes() == b"new"
+    assert path.read_bytes() == b"old"  # nothing in place yet
+    prepared.commit()
+    assert path.read_bytes() == b"new" and mode(path) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.conf"]
+    with pytest.raises(ValueError):
+        prepared.commit()
+
+
+def test_aborted_write_leaves_nothing(tmp_path: Path) -> None:
+    prepared = prepare_write(tmp_path / "a.conf", b"new")
+    prepared.abort()
+    prepared.abort()  # twice is harmless
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError):
+        prepared.commit()
+
+
+def test_failed_prepare_names_the_target(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as info:
+        prepare_write(tmp_path / "missing" / "a.conf", b"x")
+    assert info.value.filename == str(tmp_path / "missing" / "a.conf")
 
 
 def test_ensure_dir_makes_private_dirs(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""``venetctl start/stop/sysctl`` and a runtime ``set`` on a started container, in-process."""
+"""``venetctl start/stop/sysctl`` and a runtime ``set`` on a started container, in-process, over the
+real `Node` in test network namespaces."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from tests.cli_runner import Result, in_process
-from venetfilter.config import ContainerManager
 from venetfilter.host import default_netns_name, open_iproute
 from venetfilter.host.netns import netns_exists
+from venetfilter.lifecycle import Node
 
 from .conftest import CT4, CT6, UPLINK, Lan, ip, ping, snapshot
+
+UNUSABLE = ["224.0.0.1", "127.0.0.9", "ff02::1", "fe80::1", "::ffff:192.0.2.1", "255.255.255.255"]
 
 
 @pytest.fixture
@@ -23,13 +26,14 @@ def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., Res
     return in_process(capsys, options)
 
 
-def _state(tmp_path: Path) -> dict[str, object]:
+def _state(tmp_path: Path) -> dict[str, dict[str, object]]:
     path = tmp_path / "run" / "state.json"
     return json.loads(path.read_text())["containers"] if path.exists() else {}
 
 
 def _saved(tmp_path: Path, ctid: str, *addresses: str) -> None:
-    ContainerManager(tmp_path / "conf", tmp_path / "run", notify=False).set(ctid, list(addresses), save=True)
+    """Save `addresses` in CTID.conf (a dry node: the config file only)."""
+    Node(tmp_path / "conf", tmp_path / "run", dry=True).set(ctid, list(addresses), save=True)
 
 
 def test_start_set_stop(cli: Callable[..., Result], lan: Lan, ctid: str, tmp_path: Path) -> None:
@@ -40,34 +44,53 @@ def test_start_set_stop(cli: Callable[..., Result], lan: Lan, ctid: str, tmp_pat
     assert r.code == 0, r.err
     state = _state(tmp_path)[ctid]
     with open_iproute(lan.node) as ipr:
-        assert state["ifindex"] == ipr.link_lookup(ifname=f"vnf{ctid}")[0]  # type: ignore[index]
-    assert state["addresses"] == [CT4, CT6] and state["netns"] == default_netns_name(ctid)  # type: ignore[index]
-    assert (tmp_path / "run" / "host" / f"{ctid}.json").exists()
-    assert cli("start", ctid, "--host-netns", lan.node).code == 32
+        assert state["ifindex"] == ipr.link_lookup(ifname=f"vnf{ctid}")[0]
+    assert state["addresses"] == [CT4, CT6] and state["netns"] == default_netns_name(ctid)
+    assert (state["phase"], state["link"], state["host_netns"], state["netns_created"], state["neighbour_devs"]) == (
+        "running", f"vnf{ctid}", lan.node, True, "all"
+    )
+    assert r.out.startswith(f"Container {ctid}: link vnf{ctid} (ifindex {state['ifindex']}), netns venet-{ctid}\n")
+    assert not (tmp_path / "run" / "host").exists()  # the record is state.json's, nothing else
+    running = snapshot(lan.node)
+    r = cli("start", ctid, "--host-netns", lan.node)
+    assert (r.code, r.out, r.err) == (32, "", f"venetctl: container {ctid} is already running\n")
+    assert snapshot(lan.node) == running and _state(tmp_path)[ctid] == state
 
     # a runtime change reaches the container, the host routes and the proxy entries at once
     r = cli("set", ctid, "--ipdel", CT4, "--ipadd", "192.0.2.11")
     assert r.code == 0, r.err
-    assert _state(tmp_path)[ctid]["addresses"] == [CT6, "192.0.2.11"]  # type: ignore[index]
+    assert _state(tmp_path)[ctid]["addresses"] == [CT6, "192.0.2.11"]
     assert "192.0.2.11/32" in ip(default_netns_name(ctid), "addr", "show", "venet0")
     assert ip(lan.node, "route", "show", "192.0.2.11").startswith(f"192.0.2.11 dev vnf{ctid}")
     assert f"{CT4} " not in ip(lan.node, "neigh", "show", "proxy")
     assert ping(lan.outside, "192.0.2.11").returncode == 0
 
-    # a change that cannot be applied is refused whole: nothing on the host, nothing saved
+    # an address routed elsewhere on the host is refused whole (78, as at start): nothing on the
+    # host, nothing saved
     ip(lan.node, "route", "add", "192.0.2.12/32", "dev", UPLINK)
     node_before, state_before = snapshot(lan.node), _state(tmp_path)
+    conf_before = (tmp_path / "conf" / f"{ctid}.conf").read_bytes()
     r = cli("set", ctid, "--ipdel", "192.0.2.11", "--ipadd", "192.0.2.12", "--save")
-    assert r.code == 34 and "192.0.2.12" in r.err
+    assert r.code == 78 and r.err.startswith("venetctl: Unable to add IP 192.0.2.12: ")
     assert snapshot(lan.node) == node_before and _state(tmp_path) == state_before
+    assert (tmp_path / "conf" / f"{ctid}.conf").read_bytes() == conf_before
     ip(lan.node, "route", "del", "192.0.2.12/32", "dev", UPLINK)
 
+    # an address no container may have: refused before anything changes
+    node_before = snapshot(lan.node)
+    for address in UNUSABLE:
+        r = cli("set", ctid, "--ipadd", address, "--save")
+        assert r.code == 21 and "not usable for a container" in r.err
+    assert snapshot(lan.node) == node_before and _state(tmp_path) == state_before
+    assert (tmp_path / "conf" / f"{ctid}.conf").read_bytes() == conf_before
+
     r = cli("stop", ctid)
-    assert r.code == 0, r.err
+    assert (r.code, r.out, r.err) == (0, f"Container {ctid}: network stopped\n", "")
     assert ctid not in _state(tmp_path)
-    assert not (tmp_path / "run" / "host" / f"{ctid}.json").exists()
     assert snapshot(lan.node) == before and not netns_exists(default_netns_name(ctid))
-    assert cli("stop", ctid, "--host-netns", lan.node).code == 31
+    r = cli("stop", ctid)  # vzctl: a stopped container is not an error
+    assert (r.code, r.out, r.err) == (0, "Container is not running\n", "")
+    assert snapshot(lan.node) == before
 
 
 def test_start_into_an_existing_namespace(
@@ -76,7 +99,8 @@ def test_start_into_an_existing_namespace(
     _saved(tmp_path, ctid, CT4)
     ns = make_netns()
     assert cli("start", ctid, "--netns", ns, "--host-netns", lan.node, "--neighbour-devs", "detect").code == 0
-    assert _state(tmp_path)[ctid]["netns"] == ns  # type: ignore[index]
+    assert _state(tmp_path)[ctid]["netns"] == ns and not _state(tmp_path)[ctid]["netns_created"]
+    assert _state(tmp_path)[ctid]["neighbour_devs"] == "detect"
     assert ping(ns, "192.0.2.1", CT4).returncode == 0
     assert cli("stop", ctid).code == 0
     assert netns_exists(ns)
@@ -87,7 +111,7 @@ def test_unknown_container_and_missing_netns(cli: Callable[..., Result], lan: La
     before = snapshot(lan.node)
     r = cli("start", ctid, "--host-netns", lan.node)
     assert r.code == 14 and ctid in r.err
-    assert cli("stop", ctid, "--host-netns", lan.node).code == 14
+    assert cli("stop", ctid).code == 14
     _saved(tmp_path, ctid, CT4)
     r = cli("start", ctid, "--netns", "vftest-no-such-ns", "--host-netns", lan.node)
     assert r.code == 21 and "vftest-no-such-ns" in r.err
@@ -104,6 +128,33 @@ def test_address_routed_elsewhere_is_78(cli: Callable[..., Result], lan: Lan, ct
     r = cli("start", ctid, "--host-netns", lan.node)
     assert r.code == 78 and f"Unable to add IP {CT4}" in r.err
     assert snapshot(lan.node) == before and _state(tmp_path) == {}
+    assert not netns_exists(default_netns_name(ctid))
+
+
+@pytest.mark.parametrize("address", UNUSABLE)
+def test_start_refuses_an_unusable_address(
+    cli: Callable[..., Result], lan: Lan, ctid: str, tmp_path: Path, address: str
+) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / f"{ctid}.conf").write_text(f'IP_ADDRESS="{CT4} {address}"\n')
+    before = snapshot(lan.node)
+    r = cli("start", ctid, "--host-netns", lan.node)
+    assert (r.code, r.out) == (21, "")
+    assert r.err.startswith(f"venetctl: invalid address {address!r}: not usable for a container: ")
+    assert snapshot(lan.node) == before and _state(tmp_path) == {}
+    assert not netns_exists(default_netns_name(ctid))
+
+
+@pytest.mark.parametrize("command", ["start", "stop"])
+def test_ct_0_is_refused(cli: Callable[..., Result], lan: Lan, tmp_path: Path, command: str) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "0.conf").write_text(f'IP_ADDRESS="{CT4}"\n')
+    before = snapshot(lan.node)
+    extra = ["--host-netns", lan.node] if command == "start" else []
+    r = cli(command, "0", *extra)
+    assert (r.code, r.out) == (21, "") and "CT 0 is the hardware node itself" in r.err
+    assert snapshot(lan.node) == before and _state(tmp_path) == {}
+    assert not netns_exists(default_netns_name("0"))
 
 
 def test_sysctl(cli: Callable[..., Result], make_netns: Callable[[], str], tmp_path: Path) -> None:
@@ -122,15 +173,15 @@ def test_sysctl(cli: Callable[..., Result], make_netns: Callable[[], str], tmp_p
     assert cli("sysctl", "--netns", "vftest-no-such-ns").code == 21
 
 
-def test_refused_by_the_runtime_state_after_the_network_was_up(
+def test_address_saved_for_another_container_is_78_before_anything_changes(
     cli: Callable[..., Result], lan: Lan, ctid: str, tmp_path: Path
 ) -> None:
-    # another container's saved config holds CT4: the manager refuses to record the start, and the
-    # network that was already up is taken down again
+    # another container's saved config holds CT4: the start is refused before the network is
+    # touched (owners are checked under the lock, first)
     _saved(tmp_path, ctid + "x", CT4)
     (tmp_path / "conf" / f"{ctid}.conf").write_text(f'IP_ADDRESS="{CT4}"\n')
     before = snapshot(lan.node)
     r = cli("start", ctid, "--host-netns", lan.node)
     assert r.code == 78 and ctid + "x" in r.err
     assert snapshot(lan.node) == before and not netns_exists(default_netns_name(ctid))
-    assert _state(tmp_path) == {} and not (tmp_path / "run" / "host" / f"{ctid}.json").exists()
+    assert _state(tmp_path) == {}
