@@ -1,11 +1,16 @@
 """venetfilter: OpenVZ venet-style network isolation for containers on a stock Linux kernel.
 
-Data flows one way: `config` (vzctl semantics, OpenVZ files, runtime state) -> `core` (the address
-table and the per-packet verdict) -> `worker` (NFQUEUE). `host` sets up links, routes and neighbour
-proxies with pyroute2; `rules` installs the iptables/ip6tables rules.
+Data flows one way: `config` (vzctl semantics, OpenVZ files, the runtime records) -> `core` (the
+address table and the per-packet verdict) -> `rules` (the kernel table and its sets) and `worker`
+(the verdicts of what the sets refuse). `host` sets up links, routes and neighbour proxies with
+pyroute2; `lifecycle.Node` owns each container's start, stop and address changes.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
 
 from .core import IMPLEMENTATION, AddressTable, Container, Ours, Verdict
 from .errors import (
@@ -25,9 +30,21 @@ __all__ = [
     "InvalidAddressError",
     "InvalidContainerError",
     "LinkInUseError",
+    "Node",
     "Ours",
     "UnknownContainerError",
     "Verdict",
     "VenetfilterError",
 ]
-__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .lifecycle import Node
+
+
+def __getattr__(name: str) -> Any:
+    """`Node` on first use: the lifecycle pulls in netlink and nftables, the verdict core does not."""
+    if name == "Node":
+        from .lifecycle import Node
+
+        return Node
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,9 +1,25 @@
-"""The exceptions venetfilter raises, one small hierarchy for every layer."""
+"""The exceptions venetfilter raises, one small hierarchy for every layer.
+
+Each class carries the exit code ``venetctl`` gives it (`exit_code`), vzctl's where vzctl has one
+(include/vzerror.h): 3 system error, 14 no such container, 21 invalid parameter, 31 not running,
+32 already running, 34 cannot apply an address change, 78 address in use.
+"""
 
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_ADDRESS_IN_USE",
+    "EXIT_CANNOT_ADD_IP",
+    "EXIT_INVALID",
+    "EXIT_NOT_RUNNING",
+    "EXIT_NO_CONFIG",
+    "EXIT_RUNNING",
+    "EXIT_SYSTEM",
+    "AddressAnsweredError",
     "AddressInUseError",
+    "AlreadyRunningError",
+    "InterruptedOperationError",
+    "InvalidOptionError",
     "InvalidAddressError",
     "InvalidContainerError",
     "LinkInUseError",
@@ -13,12 +29,25 @@ __all__ = [
 ]
 
 
+EXIT_SYSTEM = 3  # VZ_SYSTEM_ERROR
+EXIT_NO_CONFIG = 14  # VZ_NOVECONFIG
+EXIT_INVALID = 21  # VZ_INVALID_PARAMETER_VALUE
+EXIT_NOT_RUNNING = 31  # VZ_VE_NOT_RUNNING
+EXIT_RUNNING = 32  # VZ_VE_RUNNING
+EXIT_CANNOT_ADD_IP = 34  # VZ_CANT_ADDIP
+EXIT_ADDRESS_IN_USE = 78  # VZ_IP_INUSE
+
+
 class VenetfilterError(Exception):
     """Base class of every error venetfilter raises on purpose."""
+
+    exit_code = EXIT_SYSTEM
 
 
 class InvalidAddressError(VenetfilterError, ValueError):
     """A value is not a usable IPv4 or IPv6 address."""
+
+    exit_code = EXIT_INVALID
 
     def __init__(self, value: object, reason: str = "not an IPv4 or IPv6 address") -> None:
         super().__init__(f"invalid address {value!r}: {reason}")
@@ -26,12 +55,22 @@ class InvalidAddressError(VenetfilterError, ValueError):
         self.reason = reason
 
 
+class InvalidOptionError(VenetfilterError, ValueError):
+    """An option or setting has a value venetfilter cannot use (exit code 21); nothing was done."""
+
+    exit_code = EXIT_INVALID
+
+
 class InvalidContainerError(VenetfilterError, ValueError):
     """A container id (or its link index) is not acceptable."""
+
+    exit_code = EXIT_INVALID
 
 
 class UnknownContainerError(VenetfilterError, KeyError):
     """The container is not known."""
+
+    exit_code = EXIT_NO_CONFIG
 
     def __init__(self, ctid: object) -> None:
         super().__init__(ctid)
@@ -44,14 +83,46 @@ class UnknownContainerError(VenetfilterError, KeyError):
 class AddressInUseError(VenetfilterError):
     """The address already belongs to another container (vzctl's EADDRINUSE, exit code 78)."""
 
+    exit_code = EXIT_ADDRESS_IN_USE
+
     def __init__(self, address: str, owner: str) -> None:
         super().__init__(f"address {address} is already used by container {owner}")
         self.address = address
         self.owner = owner
 
 
+class AddressAnsweredError(AddressInUseError):
+    """Another host on the uplink answers for the address (duplicate address detection)."""
+
+    def __init__(self, address: str, device: str, mac: str) -> None:
+        VenetfilterError.__init__(self, f"address {address} is in use: {mac} answers for it on {device}")
+        self.address = address
+        self.owner = f"{mac} on {device}"
+
+
+class AlreadyRunningError(VenetfilterError):
+    """The container is running already (vzctl's exit code 32)."""
+
+    exit_code = EXIT_RUNNING
+
+    def __init__(self, ctid: str) -> None:
+        super().__init__(f"container {ctid} is already running")
+        self.ctid = ctid
+
+
+class InterruptedOperationError(VenetfilterError):
+    """A start or stop of the container was interrupted; `stop` finishes it."""
+
+    def __init__(self, ctid: str, phase: str) -> None:
+        super().__init__(f"container {ctid} was left {phase} by an interrupted command: run 'venetctl stop {ctid}'")
+        self.ctid = ctid
+        self.phase = phase
+
+
 class LinkInUseError(VenetfilterError, ValueError):
     """The interface index is already the link of another container."""
+
+    exit_code = EXIT_INVALID
 
     def __init__(self, ifindex: int, owner: str) -> None:
         super().__init__(f"interface index {ifindex} is already the link of container {owner}")
@@ -72,6 +143,8 @@ __all__ += [
 class NotRunningError(VenetfilterError):
     """A runtime-only change was asked of a stopped container (vzctl's exit code 31)."""
 
+    exit_code = EXIT_NOT_RUNNING
+
     def __init__(self, ctid: str) -> None:
         super().__init__(f"container {ctid} is not running")
         self.ctid = ctid
@@ -79,6 +152,8 @@ class NotRunningError(VenetfilterError):
 
 class ApplyError(VenetfilterError):
     """Applying a change to a running container failed; nothing was saved (vzctl's exit code 34)."""
+
+    exit_code = EXIT_CANNOT_ADD_IP
 
     def __init__(self, ctid: str, cause: BaseException) -> None:
         super().__init__(f"cannot apply the change to running container {ctid}: {cause}")
@@ -142,6 +217,8 @@ class InterfaceNotFoundError(HostNetworkError):
 class AddressRoutedError(HostNetworkError):
     """The address is already routed elsewhere on the host (another link, or a local address)."""
 
+    exit_code = EXIT_ADDRESS_IN_USE
+
     def __init__(self, address: str, where: str) -> None:
         super().__init__(f"address {address} is already routed elsewhere: {where}")
         self.address = address
@@ -150,6 +227,8 @@ class AddressRoutedError(HostNetworkError):
 
 class NetnsExistsError(HostNetworkError):
     """A network namespace that should be created already exists."""
+
+    exit_code = EXIT_SYSTEM
 
     def __init__(self, name: str) -> None:
         super().__init__(f"network namespace {name} already exists (pass it with --netns to use it)")

@@ -62,7 +62,7 @@ def notifying_node(conf: Path | str | None = None, run: Path | str | None = None
     """A `Node` that leaves the host alone (its network is a `DryNetwork`) but tells the worker as a
     real one does (``dry=True`` skips the notification too)."""
     node = Node(conf, run, **options)
-    node.network = DryNetwork(node.run_dir)
+    node.network = DryNetwork(node.run_dir, node.node_config)
     return node
 
 

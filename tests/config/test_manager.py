@@ -63,7 +63,7 @@ class RecordingNetwork(DryNetwork):
     state and the config file said at that moment, and fails on demand."""
 
     def __init__(self, node: Node, fail: BaseException | None = None, fail_after_commit: bool = False) -> None:
-        super().__init__(node.run_dir)
+        super().__init__(node.run_dir, node.node_config)
         self.node, self.fail, self.fail_after_commit = node, fail, fail_after_commit
         self.calls: list[tuple[str, list[str], list[str]]] = []
         self.seen: list[dict[str, object]] = []
@@ -533,9 +533,9 @@ def test_defaults_come_from_the_environment(tmp_path: Path) -> None:
     assert (tmp_path / "default-conf" / "101.conf").exists()
 
 
-@pytest.mark.parametrize("timeout", [0, -1, float("nan"), 3600])
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), 3600.5])
 def test_notify_timeout_must_be_positive(dirs: Dirs, timeout: float) -> None:
-    with pytest.raises(ValueError, match="notify_timeout"):
+    with pytest.raises(ValueError, match="notify timeout"):
         Node(dirs.conf, dirs.run, dry=True, notify_timeout=timeout)
     assert not dirs.conf.exists() and not dirs.run.exists()
 

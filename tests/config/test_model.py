@@ -81,7 +81,7 @@ class ModelNetwork(DryNetwork):
     """The host of a dry node: records each change of a running container, fails on demand."""
 
     def __init__(self, node: Node) -> None:
-        super().__init__(node.run_dir)
+        super().__init__(node.run_dir, node.node_config)
         self.fail = False
         self.calls: list[tuple[str, list[str], list[str]]] = []
 

@@ -14,17 +14,16 @@ import pytest
 
 from tests.e2e.conftest import ADDRESSES, OUTSIDE_V4, OUTSIDE_V6, UPLINK_V4, UPLINK_V6, ip
 from tests.e2e.traffic import TcpEcho, UdpEcho, in_netns, ping, tcp_probe, udp_probe
-from venetfilter.config import ContainerManager
-from venetfilter.host import RECORD_SUBDIR, HostApplier
+from venetfilter.lifecycle import Node
 
 pytestmark = pytest.mark.netns
 PORT = 7000
 FAMILIES = {4: (0, OUTSIDE_V4, UPLINK_V4), 6: (1, OUTSIDE_V6, UPLINK_V6)}
 
 
-def node_manager(stack) -> ContainerManager:
+def node_manager(stack) -> Node:
     """`venetctl set` as a library on the node: call it from a thread in the host namespace."""
-    return ContainerManager(stack.conf_dir, stack.run_dir, applier=HostApplier(stack.run_dir / RECORD_SUBDIR))
+    return Node(stack.conf_dir, stack.run_dir)
 
 
 def own(ctid: str, family: int) -> str:

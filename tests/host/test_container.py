@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from venetfilter.host import (
     start,
     stop,
 )
+from venetfilter.host.batch import Batch, Failure, Op
 from venetfilter.host.netns import create_netns, netns_exists, remove_netns
 from venetfilter.netns import NetnsNotFoundError
 
@@ -65,11 +67,41 @@ def test_start_sets_up_a_venet_like_network_and_stop_removes_exactly_it(lan: Lan
     assert f"{CT4} dev {UPLINK} proxy" in proxies and f"{CT6} dev {UPLINK} proxy" in proxies
     assert network_of(ctid, host_netns=lan.node).addresses == network.addresses
 
-    stop(network)
+    assert stop(network) is True
     assert snapshot(lan.node) == before
     assert not netns_exists(ns)
-    with pytest.raises(NotStartedError):
+    assert stop(network) is False  # nothing left: not an error
+
+
+def test_the_link_is_down_and_empty_when_it_is_registered(lan: Lan, ctid: str) -> None:
+    """`register` runs once the link exists: down, no address, no route, no proxy entry; the steps
+    come in order."""
+    seen: list[tuple[int, str, str, str]] = []
+    steps: list[str] = []
+
+    def register(network: ContainerNetwork) -> None:
+        host_end = _link(lan.node, f"vnf{ctid}")
+        seen.append((int(host_end["flags"]) & IFF_UP, ip(network.netns, "-o", "addr", "show", "dev", CONTAINER_IFNAME),
+                     ip(lan.node, "route", "show", "dev", f"vnf{ctid}"), ip(lan.node, "neigh", "show", "proxy")))
+
+    network = start(ctid, [CT4, CT6], host_netns=lan.node, register=register, step=steps.append)
+    try:
+        assert seen == [(0, "", "", "")]
+        assert steps == ["checked", "netns", "link", "registered", "up", "addresses"]
+        assert _link(lan.node, f"vnf{ctid}")["flags"] & IFF_UP  # type: ignore[operator]
+    finally:
         stop(network)
+
+
+def test_a_failing_register_undoes_the_start(lan: Lan, ctid: str) -> None:
+    before = snapshot(lan.node)
+
+    def register(network: ContainerNetwork) -> None:
+        raise HostNetworkError("the filter refused it")
+
+    with pytest.raises(HostNetworkError, match="refused"):
+        start(ctid, [CT4], host_netns=lan.node, register=register)
+    assert snapshot(lan.node) == before and not netns_exists(default_netns_name(ctid))
 
 
 @pytest.fixture
@@ -136,8 +168,7 @@ def test_bad_addresses(lan: Lan, ctid: str, bad: str) -> None:
 def test_unknown_container_has_no_network(lan: Lan, ctid: str) -> None:
     with pytest.raises(NotStartedError, match=ctid):
         network_of(ctid, host_netns=lan.node)
-    with pytest.raises(NotStartedError):
-        stop(ContainerNetwork(ctid, default_netns_name(ctid), lan.node, addresses=()))
+    assert stop(ContainerNetwork(ctid, default_netns_name(ctid), lan.node, addresses=())) is False
     with pytest.raises(NotStartedError):
         change_addresses(ContainerNetwork(ctid, default_netns_name(ctid), lan.node), [CT4])
 
@@ -205,21 +236,29 @@ def test_listed_neighbour_device_missing(lan: Lan, ctid: str) -> None:
     assert snapshot(lan.node) == before
 
 
+def failing_batch(monkeypatch: pytest.MonkeyPatch, kind: str, address: str) -> list[Op]:
+    """Make the kernel refuse (EIO) the addition of `kind` for `address`; the rest of each batch
+    goes through. Returns the refused operations as they come."""
+    refused: list[Op] = []
+
+    class FailingBatch(Batch):
+        def run(self, netns, *, missing_ok=False):  # type: ignore[no-untyped-def]
+            bad = [op for op in self.ops if op.kind == kind and op.add and str(op.address) == address]
+            refused.extend(bad)
+            good = Batch()
+            good.extend(op for op in self.ops if op not in bad)
+            return good.run(netns, missing_ok=missing_ok) + [Failure(op, errno.EIO) for op in bad]
+
+    monkeypatch.setattr(container_module, "Batch", FailingBatch)
+    return refused
+
+
 def test_failure_part_way_rolls_everything_back(lan: Lan, ctid: str, monkeypatch: pytest.MonkeyPatch) -> None:
     before = snapshot(lan.node)
-    real = container_module.add_proxy
-    calls: list[object] = []
-
-    def failing(ipr: object, address: object, index: int) -> bool:
-        calls.append(address)
-        if len(calls) == 2:
-            raise HostNetworkError("injected failure")
-        return real(ipr, address, index)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(container_module, "add_proxy", failing)
-    with pytest.raises(HostNetworkError, match="injected"):
+    refused = failing_batch(monkeypatch, "proxy", CT6)
+    with pytest.raises(HostNetworkError, match=f"cannot add {CT6}.*proxy"):
         start(ctid, [CT4, CT6], host_netns=lan.node)
-    assert len(calls) == 2
+    assert len(refused) == 1
     assert snapshot(lan.node) == before and not netns_exists(default_netns_name(ctid))
 
 
@@ -243,20 +282,37 @@ def test_change_adds_and_removes_at_once(lan: Lan, started: ContainerNetwork) ->
 def test_change_rolls_back_when_a_step_fails(
     lan: Lan, started: ContainerNetwork, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # the host route of 192.0.2.12 fails after CT4 was removed and 192.0.2.11 added: all undone
-    real = container_module.add_host_route
-
-    def failing(host, address, index):  # type: ignore[no-untyped-def]
-        if str(address) == "192.0.2.12":
-            raise HostNetworkError("cannot add the route to 192.0.2.12: injected")
-        real(host, address, index)
-
-    monkeypatch.setattr(container_module, "add_host_route", failing)
+    # the host route of 192.0.2.12 fails after 192.0.2.11 was added (before CT4's removal): all undone
+    failing_batch(monkeypatch, "route", "192.0.2.12")
     node_before, ct_before = snapshot(lan.node), snapshot(started.netns)
+    committed: list[bool] = []
     with pytest.raises(HostNetworkError, match="192.0.2.12"):
-        change_addresses(started, ["192.0.2.11", "192.0.2.12"], [CT4])
+        change_addresses(started, ["192.0.2.11", "192.0.2.12"], [CT4], commit=lambda: committed.append(True))
+    assert committed == []
     assert snapshot(lan.node) == node_before
     assert snapshot(started.netns) == ct_before
+
+
+def test_change_commits_between_the_additions_and_the_removals(lan: Lan, started: ContainerNetwork) -> None:
+    seen: list[str] = []
+
+    def commit() -> None:
+        seen.append(ip(lan.node, "route", "show", "dev", f"vnf{started.ctid}"))
+
+    change_addresses(started, ["192.0.2.11"], [CT4], commit=commit)
+    assert "192.0.2.11" in seen[0] and CT4 in seen[0]  # added, not yet removed
+    assert CT4 not in ip(lan.node, "route", "show", "dev", f"vnf{started.ctid}")
+
+
+def test_a_failing_commit_undoes_the_additions(lan: Lan, started: ContainerNetwork) -> None:
+    node_before, ct_before = snapshot(lan.node), snapshot(started.netns)
+
+    def commit() -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        change_addresses(started, ["192.0.2.11", "2001:db8:1::11"], [CT4], commit=commit)
+    assert snapshot(lan.node) == node_before and snapshot(started.netns) == ct_before
 
 
 def test_an_address_already_inside_is_adopted_and_kept_on_rollback(
@@ -270,15 +326,11 @@ def test_an_address_already_inside_is_adopted_and_kept_on_rollback(
     assert "192.0.2.12" in ip(lan.node, "route", "show", "dev", f"vnf{started.ctid}")
     changed = change_addresses(changed, [], ["192.0.2.12"])
     ip(started.netns, "addr", "add", "192.0.2.12/32", "dev", CONTAINER_IFNAME)
-    monkeypatch.setattr(container_module, "add_host_route", _fail)
+    failing_batch(monkeypatch, "route", "192.0.2.12")
     ct_before = snapshot(started.netns)
-    with pytest.raises(HostNetworkError, match="injected"):
+    with pytest.raises(HostNetworkError, match="Input/output error"):
         change_addresses(changed, ["192.0.2.12"])
     assert snapshot(started.netns) == ct_before
-
-
-def _fail(*args: object) -> None:
-    raise HostNetworkError("injected")
 
 
 def test_change_refuses_an_address_routed_elsewhere(lan: Lan, started: ContainerNetwork) -> None:
@@ -294,15 +346,8 @@ def test_rollback_after_the_last_ipv4_address_went_restores_the_default_route(
 ) -> None:
     # Removing CT4 (the only IPv4 address) makes the kernel drop the IPv4 default route inside.
     node_before, ct_before = snapshot(lan.node), snapshot(started.netns)
-    real = container_module.add_host_route
-
-    def failing(ipr: object, address: object, index: int) -> None:
-        if str(address) == "192.0.2.11":
-            raise HostNetworkError("injected failure")
-        real(ipr, address, index)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(container_module, "add_host_route", failing)
-    with pytest.raises(HostNetworkError, match="injected"):
+    failing_batch(monkeypatch, "route", "192.0.2.11")
+    with pytest.raises(HostNetworkError, match="192.0.2.11"):
         change_addresses(started, ["192.0.2.11"], [CT4])
     assert snapshot(lan.node) == node_before
     assert snapshot(started.netns) == ct_before

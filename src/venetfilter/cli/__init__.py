@@ -10,29 +10,20 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
+from .. import __version__
 from ..errors import (
+    EXIT_INVALID,
+    EXIT_SYSTEM,
+    AddressAnsweredError,
     AddressInUseError,
+    AddressRoutedError,
     ApplyError,
-    InvalidAddressError,
-    InvalidContainerError,
-    LinkInUseError,
     NotRunningError,
     UnknownContainerError,
     VenetfilterError,
 )
 from . import containers, host, rules, worker
-from ._common import (
-    EXIT_ADDRESS_IN_USE,
-    EXIT_CANNOT_ADD_IP,
-    EXIT_INVALID,
-    EXIT_NO_CONFIG,
-    EXIT_NOT_RUNNING,
-    EXIT_SYSTEM,
-    ArgumentParser,
-    UsageError,
-    add_common_options,
-    error,
-)
+from ._common import ArgumentParser, UsageError, add_common_options, error
 
 __all__ = ["REGISTRARS", "build_parser", "exit_code", "main"]
 
@@ -50,6 +41,7 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="venetctl", description="OpenVZ venet-style network isolation for Linux containers."
     )
+    parser.add_argument("--version", action="version", version=f"venetctl (venetfilter) {__version__}")
     add_common_options(parser, top=True)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in REGISTRARS:
@@ -58,23 +50,21 @@ def build_parser() -> ArgumentParser:
 
 
 def exit_code(exc: BaseException) -> int:
-    """vzctl's exit code for an error."""
-    if isinstance(exc, (UsageError, InvalidAddressError, InvalidContainerError, LinkInUseError)):
+    """vzctl's exit code for an error: what the error class carries (`venetfilter.errors`)."""
+    if isinstance(exc, UsageError):
         return EXIT_INVALID
-    if isinstance(exc, NotRunningError):
-        return EXIT_NOT_RUNNING
-    if isinstance(exc, ApplyError):
-        return EXIT_CANNOT_ADD_IP
-    if isinstance(exc, AddressInUseError):
-        return EXIT_ADDRESS_IN_USE
-    if isinstance(exc, UnknownContainerError):
-        return EXIT_NO_CONFIG
+    if isinstance(exc, VenetfilterError):
+        return exc.exit_code
     return EXIT_SYSTEM
 
 
 def _message(exc: BaseException) -> str:
+    if isinstance(exc, AddressAnsweredError):
+        return f"Unable to add IP {exc.address}: {exc}"
     if isinstance(exc, AddressInUseError):
         return f"Unable to add IP {exc.address}: Address already in use by container {exc.owner}"
+    if isinstance(exc, AddressRoutedError):
+        return f"Unable to add IP {exc.address}: {exc}"
     if isinstance(exc, NotRunningError):
         return f"Unable to apply new settings: {exc} (use --save to change only its config file)"
     if isinstance(exc, ApplyError):

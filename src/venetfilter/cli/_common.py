@@ -7,13 +7,20 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from ..config import ContainerManager, LiveApplier
-from ..host import RECORD_SUBDIR, HostApplier
 from ..config.notify import DEFAULT_TIMEOUT
-from ..config.runtime import table_entries
 from ..config.paths import CONF_DIR_ENV, DEFAULT_CONF_DIR, DEFAULT_RUN_DIR, RUN_DIR_ENV
+from ..errors import (
+    EXIT_ADDRESS_IN_USE,
+    EXIT_CANNOT_ADD_IP,
+    EXIT_INVALID,
+    EXIT_NO_CONFIG,
+    EXIT_NOT_RUNNING,
+    EXIT_RUNNING,
+    EXIT_SYSTEM,
+)
+from ..lifecycle import Node
 
 __all__ = [
     "EXIT_ADDRESS_IN_USE",
@@ -21,28 +28,31 @@ __all__ = [
     "EXIT_INVALID",
     "EXIT_NOT_RUNNING",
     "EXIT_NO_CONFIG",
+    "EXIT_NOT_ISOLATED",
     "EXIT_OK",
+    "EXIT_RUNNING",
     "EXIT_SYSTEM",
     "ArgumentParser",
     "UsageError",
     "add_common_options",
     "bounded_float",
+    "directory",
     "bounded_int",
     "common_options",
     "error",
-    "make_manager",
-    "sync_kernel_sets",
+    "make_node",
     "warn",
 ]
 
-# vzctl's exit codes (include/vzerror.h)
-EXIT_OK = 0
-EXIT_SYSTEM = 3  # VZ_SYSTEM_ERROR
-EXIT_NO_CONFIG = 14  # VZ_NOVECONFIG
-EXIT_INVALID = 21  # VZ_INVALID_PARAMETER_VALUE
-EXIT_NOT_RUNNING = 31  # VZ_VE_NOT_RUNNING
-EXIT_CANNOT_ADD_IP = 34  # VZ_CANT_ADDIP
-EXIT_ADDRESS_IN_USE = 78  # VZ_IP_INUSE
+EXIT_OK = 0  # the others are vzctl's, with the errors that carry them (venetfilter.errors)
+EXIT_NOT_ISOLATED = 1  # status: a running container is not isolated
+
+
+def directory(text: str) -> Path:
+    """An argparse type: a directory path, never empty (an empty one would mean the current directory)."""
+    if not text.strip() or "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a directory path")
+    return Path(text)
 
 
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
@@ -91,16 +101,16 @@ def add_common_options(parser: argparse.ArgumentParser, *, top: bool = False) ->
     """``--conf-dir``, ``--run-dir`` and ``--notify-timeout``; accepted before or after the subcommand."""
     default = None if top else argparse.SUPPRESS
     parser.add_argument(
-        "--conf-dir", type=Path, default=default, metavar="DIR",
+        "--conf-dir", type=directory, default=default, metavar="DIR",
         help=f"container config files (default ${CONF_DIR_ENV} or {DEFAULT_CONF_DIR})",
     )
     parser.add_argument(
-        "--run-dir", type=Path, default=default, metavar="DIR",
+        "--run-dir", type=directory, default=default, metavar="DIR",
         help=f"runtime state and worker socket (default ${RUN_DIR_ENV} or {DEFAULT_RUN_DIR})",
     )
     parser.add_argument(
-        "--notify-timeout", type=float, default=DEFAULT_TIMEOUT if top else argparse.SUPPRESS, metavar="SECONDS",
-        help=f"how long to wait for the worker to confirm a reload (default {DEFAULT_TIMEOUT:g})",
+        "--notify-timeout", type=bounded_float(0.001, 3600), default=DEFAULT_TIMEOUT if top else argparse.SUPPRESS,
+        metavar="SECONDS", help=f"how long to wait for the worker to confirm a reload (default {DEFAULT_TIMEOUT:g})",
     )
 
 
@@ -111,26 +121,9 @@ def common_options() -> argparse.ArgumentParser:
     return parent
 
 
-def make_manager(args: argparse.Namespace, applier: LiveApplier | None = None) -> ContainerManager:
-    """The `ContainerManager` the parsed options describe. Runtime changes of a container started
-    with ``venetctl start`` are applied to its network (`HostApplier`) unless `applier` is given."""
-    manager = ContainerManager(args.conf_dir, args.run_dir, applier=applier, notify_timeout=args.notify_timeout)
-    if applier is None:
-        manager.applier = HostApplier(Path(manager.run_dir) / RECORD_SUBDIR, fallback=manager.applier)
-    return manager
-
-
-def sync_kernel_sets(manager: ContainerManager, host_netns: str | None) -> None:
-    """No worker answered: bring the kernel sets (if the table is installed) to the runtime state
-    ourselves, so that a revoked address stops passing now."""
-    from ..rules import RulesError, desired_elements, sync, table_exists
-
-    if not table_exists(host_netns):
-        return
-    try:
-        sync(desired_elements(table_entries(manager.runtime_state())), host_netns)
-    except RulesError as exc:
-        warn(f"cannot update the kernel sets: {exc}")
+def make_node(args: argparse.Namespace, **options: Any) -> Node:
+    """The `Node` the parsed options describe (it changes the host; its warnings go to stderr)."""
+    return Node(args.conf_dir, args.run_dir, notify_timeout=args.notify_timeout, warn=warn, **options)
 
 
 def warn(message: str) -> None:

@@ -1,17 +1,16 @@
-"""``venetctl set``, ``show`` and ``list``: a thin layer over `ContainerManager`."""
+"""``venetctl set``, ``show`` and ``list``: a thin layer over `venetfilter.lifecycle.Node`."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import json
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import ConfigAddress, ContainerInfo, parse_address_tokens, split_tokens, validate_ctid
+from ..config import ConfigAddress, parse_address_tokens, split_tokens, validate_ctid
 from ..errors import InvalidAddressError
-from ..host import RECORD_SUBDIR, load_record
-from ._common import EXIT_INVALID, EXIT_OK, common_options, error, make_manager, sync_kernel_sets, warn
+from ..lifecycle import ContainerInfo
+from ._common import EXIT_INVALID, EXIT_OK, common_options, error, make_node, warn
 
 __all__ = ["register"]
 
@@ -80,11 +79,7 @@ def run_set(args: argparse.Namespace) -> int:
     delete_all = "all" in split_tokens(args.ipdel)
     to_delete = _parse_option("--ipdel", args.ipdel, frozenset({"all"}))
     to_add = _parse_option("--ipadd", args.ipadd)
-    manager = make_manager(args)
-    result = manager.set(args.ctid, to_add, to_delete, delete_all=delete_all, save=args.save)
-    if result.generation is not None and not result.notified:
-        record = load_record(Path(manager.run_dir) / RECORD_SUBDIR, result.ctid)
-        sync_kernel_sets(manager, record.host_netns if record is not None else None)
+    result = make_node(args).set(args.ctid, to_add, to_delete, delete_all=delete_all, save=args.save)
     if delete_all:
         print("Deleting all IP addresses")
     elif to_delete:
@@ -103,6 +98,7 @@ def _to_json(info: ContainerInfo) -> dict[str, Any]:
     return {
         "ctid": info.ctid,
         "running": info.running,
+        "phase": "stopped" if runtime is None else runtime.phase,
         "saved": None if info.saved is None else [str(a) for a in info.saved],
         "runtime": None if runtime is None else [str(a) for a in runtime.addresses],
         "ifindex": None if runtime is None else runtime.ifindex,
@@ -117,7 +113,7 @@ def _cell(addresses: Sequence[ConfigAddress] | None) -> str:
 
 def run_show(args: argparse.Namespace) -> int:
     """``venetctl show``."""
-    info = make_manager(args).info(args.ctid)
+    info = make_node(args).info(args.ctid)
     for message in info.warnings:
         warn(message)
     if args.json:
@@ -128,7 +124,7 @@ def run_show(args: argparse.Namespace) -> int:
         print(f"CT {info.ctid}: stopped")
     else:
         netns = f", netns {runtime.netns}" if runtime.netns else ""
-        print(f"CT {info.ctid}: running (link {runtime.link}, ifindex {runtime.ifindex}{netns})")
+        print(f"CT {info.ctid}: {runtime.phase} (link {runtime.link}, ifindex {runtime.ifindex}{netns})")
     print(f"  saved:   {'(no config file)' if info.saved is None else _join(info.saved) or '-'}")
     print(f"  runtime: {'-' if runtime is None else _join(runtime.addresses) or '-'}")
     return EXIT_OK
@@ -136,7 +132,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     """``venetctl list``."""
-    infos = make_manager(args).containers()
+    infos = make_node(args).containers()
     for info in infos:
         for message in info.warnings:
             warn(message)
@@ -145,7 +141,8 @@ def run_list(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = [("CTID", "STATE", "SAVED", "RUNTIME")]
     rows += [
-        (i.ctid, "running" if i.running else "stopped", _cell(i.saved), _cell(i.runtime.addresses if i.runtime else None))
+        (i.ctid, i.runtime.phase if i.runtime else "stopped", _cell(i.saved),
+         _cell(i.runtime.addresses if i.runtime else None))
         for i in infos
     ]
     widths = [max(len(row[col]) for row in rows) for col in range(3)]

@@ -85,7 +85,7 @@ def run_worker(args: argparse.Namespace) -> int:
     if args.netns:
         enter_netns(args.netns)
     worker = Worker(WorkerOptions(
-        run_dir=args.run_dir or default_run_dir(), queue=args.queue, queues=args.queues,
+        run_dir=args.run_dir or default_run_dir(), conf_dir=args.conf_dir or default_conf_dir(), queue=args.queue, queues=args.queues,
         backend=args.backend, fail_open=args.fail_open,
         metrics_address=args.metrics_address, metrics_port=args.metrics_port, log_rate=args.log_rate,
         mode=args.mode, link_prefix=node.link_prefix, guard=args.guard, cpu_fanout=args.queue_cpu_fanout,

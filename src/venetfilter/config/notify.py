@@ -28,6 +28,7 @@ __all__ = [
     "format_reply",
     "notify_worker",
     "parse_reply",
+    "request",
     "socket_path",
 ]
 
@@ -110,6 +111,18 @@ def notify_worker(
         warn(f"the worker serves generation {served}, older than {generation}")
         return False
     return True
+
+
+def request(run_dir: str | Path, line: bytes, timeout: float = 2.0) -> bytes:
+    """Send one request line to the worker and return its whole answer (OSError when none runs)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
+        sock.settimeout(timeout)
+        _connect(sock, socket_path(run_dir))
+        sock.sendall(line)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def _connect(sock: socket.socket, path: Path) -> None:

@@ -1,65 +1,92 @@
-"""Runtime state: which containers run, with which link and addresses, in ``RUN_DIR/state.json``.
+"""Runtime state: one record per running container, all in ``RUN_DIR/state.json``.
 
-The file is the one source the worker reads::
+The file is what the worker reads and what every lifecycle command changes, under the global lock,
+by replacing it atomically; each change increments ``generation``::
 
     {"generation": N,
-     "containers": {CTID: {"ifindex": int, "addresses": ["192.0.2.1", "2001:db8::1/64"],
-                           "netns": str | null, "link": "ve-CTID"}}}
+     "containers": {CTID: {"phase": "starting" | "running" | "stopping",
+                           "link": "vnf101", "ifindex": int (0: no link yet),
+                           "addresses": ["192.0.2.1", "2001:db8::1/64"],
+                           "netns": str | null, "netns_created": bool, "host_netns": str | null,
+                           "loopback_raised": bool, "loopback_address_added": bool,
+                           "neighbour_devs": "all" | "detect" | "list:eth0 eth1"}}}
 
-A container is running when it is in the file. It is always replaced atomically, and changed only
-under the global lock; every change increments ``generation``. A missing file means nothing runs;
-a file that does not parse is a `CorruptStateError`, never an empty state.
+A container is in the file from the first step of its start to the last step of its stop; the
+phase says which ("starting" or "stopping" left behind means a command was interrupted: the next
+one finishes or undoes it). The worker passes the addresses of every container that has a link.
+A missing file means nothing runs; a file that does not parse is a `CorruptStateError`, never an
+empty state. A record of CT 0 (the node itself) is left out.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from ..errors import CorruptStateError, InvalidAddressError, InvalidContainerError, LinkInUseError, NotRunningError
-from .addresses import ConfigAddress, merge_addresses, parse_address_token
-from .ctid import host_ifname, validate_ctid
-from .store import atomic_write, ensure_dir, global_lock
+from ..errors import CorruptStateError, InvalidAddressError, InvalidContainerError, LinkInUseError
+from .addresses import ConfigAddress, parse_address_token
+from .ctid import validate_ctid
+from .store import atomic_write, ensure_dir
 
 __all__ = [
+    "PHASES",
     "STATE_NAME",
+    "Phase",
     "RunningContainer",
     "RuntimeState",
     "check_link",
     "load_state",
-    "mark_running",
-    "mark_stopped",
     "save_state",
-    "set_runtime_addresses",
     "state_path",
     "table_entries",
 ]
 
 STATE_NAME = "state.json"
 _MAX_IFINDEX = 0xFFFFFFFF
+Phase = Literal["starting", "running", "stopping"]
+PHASES: tuple[Phase, ...] = ("starting", "running", "stopping")
 
 
 @dataclass(frozen=True)
 class RunningContainer:
-    """One running container: its host link, its network namespace and its live addresses."""
+    """One container's runtime record: its host link, its namespaces, its live addresses, and
+    what its start created (so that a stop, or a repair after a crash, undoes exactly that)."""
 
     ctid: str
-    ifindex: int
+    ifindex: int = 0
     addresses: tuple[ConfigAddress, ...] = ()
     netns: str | None = None
     link: str = ""
+    phase: Phase = "running"
+    host_netns: str | None = None
+    netns_created: bool = False
+    loopback_raised: bool = False
+    loopback_address_added: bool = False
+    neighbour_devs: str = "all"
 
     def to_json(self) -> dict[str, Any]:
         """The container's entry in state.json."""
         return {
+            "phase": self.phase,
+            "link": self.link,
             "ifindex": self.ifindex,
             "addresses": [str(a) for a in self.addresses],
             "netns": self.netns,
-            "link": self.link,
+            "netns_created": self.netns_created,
+            "host_netns": self.host_netns,
+            "loopback_raised": self.loopback_raised,
+            "loopback_address_added": self.loopback_address_added,
+            "neighbour_devs": self.neighbour_devs,
         }
+
+
+_KEYS = set(RunningContainer("x").to_json())
+_REQUIRED = {"ifindex", "addresses", "netns", "link"}
+_STRINGS_OR_NULL = ("netns", "host_netns")
+_BOOLEANS = ("netns_created", "loopback_raised", "loopback_address_added")
 
 
 @dataclass(frozen=True)
@@ -77,11 +104,11 @@ class RuntimeState:
         }
 
     def with_container(self, container: RunningContainer) -> RuntimeState:
-        """A new state (next generation) where `container` runs as given."""
+        """A new state (next generation) where `container` has this record."""
         return RuntimeState(self.generation + 1, {**self.containers, container.ctid: container})
 
     def without_container(self, ctid: str) -> RuntimeState:
-        """A new state (next generation) where `ctid` does not run."""
+        """A new state (next generation) where `ctid` has no record."""
         return RuntimeState(self.generation + 1, {c: v for c, v in self.containers.items() if c != ctid})
 
 
@@ -125,15 +152,25 @@ def _from_json(document: object, path: Path) -> RuntimeState:
             validate_ctid(ctid)
         except InvalidContainerError as exc:
             raise bad(str(exc)) from None
-        if not isinstance(entry, dict) or set(entry) != {"ifindex", "addresses", "netns", "link"}:
-            raise bad(f'container {ctid}: expected "ifindex", "addresses", "netns" and "link"')
+        if ctid.lstrip("0") == "":
+            continue  # CT 0 is the node itself (an old version could record it): never a container, gone at the next write
+        if not isinstance(entry, dict) or not _REQUIRED <= set(entry) <= _KEYS:
+            raise bad(f"container {ctid}: expected the keys {', '.join(sorted(_KEYS))} ({', '.join(sorted(_REQUIRED))} at least)")
         ifindex, addresses, netns, link = entry["ifindex"], entry["addresses"], entry["netns"], entry["link"]
-        if type(ifindex) is not int or not 1 <= ifindex <= _MAX_IFINDEX:
+        phase = entry.get("phase", "running")
+        if type(ifindex) is not int or not 0 <= ifindex <= _MAX_IFINDEX or (ifindex == 0 and phase == "running"):
             raise bad(f"container {ctid}: bad ifindex {ifindex!r}")
-        if ifindex in links:
+        if ifindex and ifindex in links:
             raise bad(f"container {ctid}: ifindex {ifindex} is also the link of {links[ifindex]}")
-        if not (netns is None or isinstance(netns, str)) or not isinstance(link, str):
-            raise bad(f"container {ctid}: netns must be a string or null, link a string")
+        if phase not in PHASES:
+            raise bad(f"container {ctid}: bad phase {phase!r}")
+        if not isinstance(link, str) or any(not (entry.get(k) is None or isinstance(entry.get(k), str)) for k in _STRINGS_OR_NULL):
+            raise bad(f"container {ctid}: netns and host_netns must be strings or null, link a string")
+        if any(type(entry.get(k, False)) is not bool for k in _BOOLEANS):
+            raise bad(f"container {ctid}: {', '.join(_BOOLEANS)} must be true or false")
+        devs = entry.get("neighbour_devs", "all")
+        if not isinstance(devs, str) or not devs:
+            raise bad(f"container {ctid}: neighbour_devs must be a non-empty string")
         if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
             raise bad(f"container {ctid}: addresses must be a list of strings")
         parsed: list[ConfigAddress] = []
@@ -148,8 +185,13 @@ def _from_json(document: object, path: Path) -> RuntimeState:
             if owner != ctid or any(p.address == address.address for p in parsed):
                 raise bad(f"container {ctid}: address {text} is also listed for container {owner}")
             parsed.append(address)
-        links[ifindex] = ctid
-        containers[ctid] = RunningContainer(ctid, ifindex, tuple(parsed), netns, link)
+        if ifindex:
+            links[ifindex] = ctid
+        containers[ctid] = RunningContainer(
+            ctid, ifindex, tuple(parsed), netns, link, phase, entry.get("host_netns"),
+            entry.get("netns_created", False), entry.get("loopback_raised", False),
+            entry.get("loopback_address_added", False), devs,
+        )
     return RuntimeState(generation, containers)
 
 
@@ -160,33 +202,8 @@ def save_state(run_dir: str | Path, state: RuntimeState) -> None:
     atomic_write(state_path(run_dir), text.encode())
 
 
-def mark_running(
-    run_dir: str | Path,
-    ctid: str,
-    ifindex: int,
-    addresses: Iterable[ConfigAddress] = (),
-    *,
-    netns: str | None = None,
-    link: str | None = None,
-) -> int:
-    """Record that `ctid` runs (replacing any previous entry); returns the new generation.
-
-    `link` defaults to ``ve-CTID``. Uniqueness of addresses across containers is the caller's
-    business (`ContainerManager.start` checks it); a repeated ifindex is refused here.
-    """
-    ctid = validate_ctid(ctid)
-    unique = tuple(a for a in merge_addresses([], addresses) if not a.is_unspecified)
-    entry = RunningContainer(ctid, ifindex, unique, netns, host_ifname(ctid) if link is None else link)
-    with global_lock(run_dir):
-        state = load_state(run_dir)
-        check_link(state, ctid, ifindex)
-        state = state.with_container(entry)
-        save_state(run_dir, state)
-        return state.generation
-
-
 def check_link(state: RuntimeState, ctid: str, ifindex: object) -> int:
-    """`ifindex` when it is a valid interface index that no other running container uses.
+    """`ifindex` when it is a valid interface index that no other container uses.
 
     Raises `InvalidContainerError` for a bad index, `LinkInUseError` for one in use.
     """
@@ -198,35 +215,13 @@ def check_link(state: RuntimeState, ctid: str, ifindex: object) -> int:
     return ifindex
 
 
-def mark_stopped(run_dir: str | Path, ctid: str) -> int:
-    """Record that `ctid` no longer runs; returns the new generation (unchanged when it was not running)."""
-    ctid = validate_ctid(ctid)
-    with global_lock(run_dir):
-        state = load_state(run_dir)
-        if ctid not in state.containers:
-            return state.generation
-        state = state.without_container(ctid)
-        save_state(run_dir, state)
-        return state.generation
-
-
-def set_runtime_addresses(run_dir: str | Path, ctid: str, addresses: Iterable[ConfigAddress]) -> int:
-    """Give running container `ctid` exactly `addresses`; returns the new generation."""
-    ctid = validate_ctid(ctid)
-    with global_lock(run_dir):
-        state = load_state(run_dir)
-        if ctid not in state.containers:
-            raise NotRunningError(ctid)
-        unique = tuple(a for a in merge_addresses([], addresses) if not a.is_unspecified)
-        state = state.with_container(replace(state.containers[ctid], addresses=unique))
-        save_state(run_dir, state)
-        return state.generation
-
-
 def table_entries(state: RuntimeState | str | Path) -> dict[str, tuple[int, list[str]]]:
-    """``{ctid: (ifindex, [address without prefix, ...])}``, ready for `AddressTable.load`."""
+    """``{ctid: (ifindex, [address without prefix, ...])}`` of every container that has a link,
+    ready for `AddressTable.load`."""
     if not isinstance(state, RuntimeState):
         state = load_state(state)
     return {
-        ctid: (c.ifindex, [a.address for a in c.addresses]) for ctid, c in sorted(state.containers.items())
+        ctid: (c.ifindex, [a.address for a in c.addresses])
+        for ctid, c in sorted(state.containers.items())
+        if c.ifindex
     }

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["DIR_MODE", "FILE_MODE", "LOCK_NAME", "atomic_write", "ensure_dir", "global_lock"]
+__all__ = ["DIR_MODE", "FILE_MODE", "LOCK_NAME", "PreparedWrite", "atomic_write", "ensure_dir", "global_lock", "prepare_write"]
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -40,19 +40,48 @@ def ensure_dir(path: str | Path) -> Path:
     return path
 
 
-def atomic_write(path: str | Path, data: bytes, mode: int = FILE_MODE) -> None:
-    """Replace `path` with `data` atomically and durably.
+class PreparedWrite:
+    """A replacement of `target` written and flushed to a temporary file beside it, not yet in
+    place: `commit` renames it over the target, `abort` removes it. Preparing first proves that the
+    write can happen (directory writable, disk not full) before anything else changes."""
+
+    def __init__(self, target: Path, tmp_name: str) -> None:
+        self.target = target
+        self._tmp_name: str | None = tmp_name
+
+    def commit(self) -> None:
+        if self._tmp_name is None:
+            raise ValueError("already committed or aborted")
+        tmp_name, self._tmp_name = self._tmp_name, None
+        try:
+            os.replace(tmp_name, self.target)
+        except BaseException:
+            _unlink_quietly(tmp_name)
+            raise
+        _fsync_dir(self.target.parent)
+
+    def abort(self) -> None:
+        if self._tmp_name is not None:
+            _unlink_quietly(self._tmp_name)
+            self._tmp_name = None
+
+
+def prepare_write(path: str | Path, data: bytes, mode: int = FILE_MODE) -> PreparedWrite:
+    """Write `data` for `path` to a temporary file beside it, flushed to disk; see `PreparedWrite`.
 
     A new file gets `mode`; an existing one keeps its mode and (when allowed) its owner. A symlink is
-    followed: its target is replaced, the link stays.
+    followed: its target will be replaced, the link stays. An `OSError` names `path`, not the
+    temporary file.
     """
     target = Path(os.path.realpath(path))
-    directory = target.parent
     try:
         st: os.stat_result | None = os.stat(target)
     except FileNotFoundError:
         st = None
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(data)
@@ -63,14 +92,24 @@ def atomic_write(path: str | Path, data: bytes, mode: int = FILE_MODE) -> None:
             else:
                 os.fchmod(tmp.fileno(), mode)
             os.fsync(tmp.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
+    except BaseException as exc:
+        _unlink_quietly(tmp_name)
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
-    _fsync_dir(directory)
+    return PreparedWrite(target, tmp_name)
+
+
+def atomic_write(path: str | Path, data: bytes, mode: int = FILE_MODE) -> None:
+    """Replace `path` with `data` atomically and durably (`prepare_write`, then commit)."""
+    prepare_write(path, data, mode).commit()
+
+
+def _unlink_quietly(name: str) -> None:
+    try:
+        os.unlink(name)
+    except OSError:
+        pass
 
 
 def _keep_owner(fd: int, st: os.stat_result) -> None:

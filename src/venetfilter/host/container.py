@@ -1,44 +1,34 @@
-"""A container's network, brought up, changed and taken down as one transaction each.
+"""A container's network, brought up, changed and taken down step by step, each step undone when a
+later one fails.
 
 `start` does what OpenVZ's kernel and vzctl scripts did at container start: a namespace (created
-as ``venet-CTID`` unless one is given), the venet-like link (`venetfilter.host.link`), the
-addresses and default routes inside (`venetfilter.host.inside`), one host route per address
-(`venetfilter.host.routes`) and its neighbour proxy entries (`venetfilter.host.neighbours`).
-Every check that can fail runs before the first change; a later failure rolls back what was done.
-`stop` undoes exactly that; `change_addresses` is the runtime ``--ipadd``/``--ipdel``.
+as ``venet-CTID`` unless one is given), the venet-like link (`venetfilter.host.link`), created
+down; then the caller's `register` (the filter learns the link before it can carry anything);
+then the link up, the addresses and default routes inside (`venetfilter.host.inside`), one host
+route per address and its neighbour proxy entries. `stop` deletes the proxy entries and the link
+first (its routes go with it), then the namespace. `change_addresses` adds (inside, route, proxy),
+calls the caller's `commit` (the filter's change), then removes.
+
+Every check reads the host once (`venetfilter.host.view`) and runs before the first change; the
+address work goes to the kernel in batches (`venetfilter.host.batch`), so thousands of addresses
+take well under a second. `step(name)` is called after each step: the lifecycle's checkpoints.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import Any
-
-from pyroute2 import IPRoute
 
 from ..errors import HostNetworkError, InterfaceExistsError, NetnsExistsError, NotStartedError
 from ._netlink import link_index
-from .inside import (
-    add_default_routes,
-    add_inside_address,
-    delete_inside_address,
-    ensure_default_routes,
-    raise_loopback,
-    set_loopback_down,
-)
+from .batch import Batch, Failure, Op
+from .inside import add_default_routes, ensure_default_routes, raise_loopback, set_loopback_down
 from .ipaddr import Address, AddressLike, parse_address, parse_addresses
-from .link import CONTAINER_IFNAME, DEFAULT_LINK_PREFIX, check_link_free, create_link, delete_link, host_ifname
-from .neighbours import (
-    NeighbourDevs,
-    add_proxy,
-    delete_proxy,
-    format_neighbour_devs,
-    parse_neighbour_devs,
-    proxy_devices,
-    proxy_entries,
-)
+from .link import CONTAINER_IFNAME, DEFAULT_LINK_PREFIX, create_link, delete_link, host_ifname, set_link_up
+from .neighbours import NeighbourDevs, format_neighbour_devs, parse_neighbour_devs
 from .netns import (
     NetnsSpec,
     create_netns,
@@ -50,19 +40,31 @@ from .netns import (
     same_netns,
 )
 from .rollback import Rollback
-from .routes import add_host_route, check_unrouted, delete_host_route, routed_addresses
+from .view import HostView, read_view
 
 __all__ = [
     "DEFAULT_NETNS_PREFIX",
     "ContainerNetwork",
+    "PartialChangeError",
+    "Step",
     "change_addresses",
     "default_netns_name",
     "network_of",
+    "proxy_devices_of",
     "start",
     "stop",
 ]
 
 DEFAULT_NETNS_PREFIX = "venet-"
+Step = Callable[[str], None]
+
+
+def _no_step(name: str) -> None:
+    """The default `step`: nothing to do between steps."""
+
+
+class PartialChangeError(HostNetworkError):
+    """`commit` ran (the filter's change is in force) but removing addresses from the host failed."""
 
 
 def default_netns_name(ctid: str) -> str:
@@ -140,32 +142,55 @@ class ContainerNetwork:
             raise HostNetworkError(f"bad container network record: {exc}") from exc
 
 
-def _add_address(
-    host: IPRoute, container: IPRoute, host_index: int, container_index: int,
-    address: Address, devices: Iterable[int], undo: Rollback,
-) -> None:
-    """Address inside, host route, proxy entries; each with its undo."""
-    if add_inside_address(container, container_index, address):
-        undo.push(f"delete {address} inside", lambda: delete_inside_address(container, container_index, address))
-    add_host_route(host, address, host_index)
-    undo.push(f"delete the route to {address}", lambda: delete_host_route(host, address, host_index))
-    for device in devices:
-        if add_proxy(host, address, device):
-            undo.push(f"delete the proxy of {address}", partial(delete_proxy, host, address, device))
+def proxy_devices_of(
+    view: HostView, address: Address, devs: NeighbourDevs, *, own_prefix: str, exclude: Iterable[int] = (),
+    where: str = "the host",
+) -> list[int]:
+    """The links to proxy `address` on (vzctl's ``NEIGHBOUR_DEVS``: all, detect or a list)."""
+    if devs == "all":
+        return view.uplinks(own_prefix, tuple(exclude))
+    if devs == "detect":
+        return view.route_device(address, own_prefix, tuple(exclude))
+    return view.listed(devs, where)
 
 
-def _remove_address(
-    host: IPRoute, container: IPRoute, host_index: int, container_index: int, address: Address, undo: Rollback,
-) -> None:
-    """Proxy entries, host route, address inside; each with its undo (re-adding it)."""
-    for entry, device in proxy_entries(host):
-        if entry == address:
-            delete_proxy(host, address, device)
-            undo.push(f"re-add the proxy of {address}", partial(add_proxy, host, address, device))
-    delete_host_route(host, address, host_index)
-    undo.push(f"re-add the route to {address}", lambda: add_host_route(host, address, host_index))
-    delete_inside_address(container, container_index, address)
-    undo.push(f"re-add {address} inside", lambda: add_inside_address(container, container_index, address))
+def _raise_failures(failures: list[Failure]) -> None:
+    if failures:
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise HostNetworkError(f"{failures[0]}{more}")
+
+
+def _apply(netns: NetnsSpec, ops: list[Op], undo: Rollback, what: str) -> None:
+    """Send `ops` in one batch and push the undo of those that took effect; raise on any failure.
+    An address inside that is already there (its root put it there) is adopted: no failure, no undo."""
+    batch = Batch()
+    batch.extend(ops)
+    failures = batch.run(netns)
+    adopted = {f.op for f in failures if f.op.kind == "address" and f.op.add and f.error == errno.EEXIST}
+    failed = {f.op for f in failures}
+    done = [op for op in ops if op not in failed]
+    undo.push(what, lambda: _undo(netns, done))
+    _raise_failures([f for f in failures if f.op not in adopted])
+
+
+def _undo(netns: NetnsSpec, done: list[Op]) -> None:
+    batch = Batch()
+    batch.extend(op.inverse() for op in reversed(done))
+    _raise_failures(batch.run(netns, missing_ok=True))
+
+
+def _address_ops(container_index: int, addresses: Iterable[Address], add: bool) -> list[Op]:
+    return [Op("address", add, address, container_index) for address in addresses]
+
+
+def _host_ops(
+    host_index: int, addresses: Iterable[Address], devices: Mapping[Address, Iterable[int]], add: bool
+) -> list[Op]:
+    ops = []
+    for address in addresses:
+        ops.append(Op("route", add, address, host_index))
+        ops.extend(Op("proxy", add, address, device) for device in devices.get(address, ()))
+    return ops
 
 
 def start(
@@ -176,14 +201,17 @@ def start(
     host_netns: NetnsSpec = None,
     neighbour_devs: NeighbourDevs | str = "all",
     link_prefix: str = DEFAULT_LINK_PREFIX,
+    register: Callable[[ContainerNetwork], None] | None = None,
+    step: Step = _no_step,
 ) -> ContainerNetwork:
     """Bring container `ctid`'s network up with `addresses`; returns what was set up.
 
     `netns` is the container's namespace (NAME, PATH or PID); None creates ``venet-CTID``.
-    `host_netns` is the hardware node's (None: the current one). Raises `InvalidContainerError`,
-    `InvalidAddressError`, `NetnsNotFoundError`, `NetnsExistsError`, `InterfaceExistsError`,
-    `InterfaceNotFoundError`, `AddressRoutedError` or `HostNetworkError`; after any of them
-    nothing has changed.
+    `host_netns` is the hardware node's (None: the current one). `register(network)` is called
+    once the link exists and is down, before anything can pass on it. Raises
+    `InvalidContainerError`, `InvalidAddressError`, `NetnsNotFoundError`, `NetnsExistsError`,
+    `InterfaceExistsError`, `InterfaceNotFoundError`, `AddressRoutedError` or `HostNetworkError`
+    (or what `register` raises); after any of them the host is as it was.
     """
     name = host_ifname(ctid, link_prefix)
     wanted = parse_addresses(addresses)
@@ -198,31 +226,44 @@ def start(
     elif same_netns(netns, host_netns):
         raise HostNetworkError(f"the container's namespace ({describe_netns(netns)}) is the host's")
     with open_iproute(host_netns) as host:
-        if link_index(host, name) is not None:
+        view = read_view(host)
+        if view.index(name) is not None:
             raise InterfaceExistsError(name, host_where)
         for address in wanted:
-            check_unrouted(host, address, None)
-        devices = {a: proxy_devices(host, a, devs, where=host_where, own_prefix=link_prefix) for a in wanted}
+            view.check_unrouted(address, None)
+        devices = {a: proxy_devices_of(view, a, devs, own_prefix=link_prefix, where=host_where) for a in wanted}
+        step("checked")
         path = create_netns(str(netns)) if created else netns_file(netns)
         try:
             with open_iproute(path) as container, Rollback() as undo:
-                check_link_free(host, container, name, host_where, describe_netns(netns))
+                step("netns")
+                if link_index(container, CONTAINER_IFNAME) is not None:
+                    raise InterfaceExistsError(CONTAINER_IFNAME, describe_netns(netns))
                 link = create_link(host, container, path, ctid, name, host_where)
                 undo.push(f"delete link {name}", lambda: delete_link(host, link.host_index))
+                network = ContainerNetwork(
+                    ctid, _spec(netns) or "", _spec(host_netns), created, False, False, devs, tuple(wanted),
+                    link.host_index, link_prefix,
+                )
+                step("link")
+                if register is not None:
+                    register(network)
+                step("registered")
                 raised, lo_address = raise_loopback(container)
                 if raised:
                     undo.push("bring the container's lo down", lambda: set_loopback_down(container, lo_address))
+                set_link_up(host, container, link)
                 add_default_routes(container, link.container_index)
-                for address in wanted:
-                    _add_address(host, container, link.host_index, link.container_index, address, devices[address], undo)
+                step("up")
+                _apply(path, _address_ops(link.container_index, wanted, True), undo, "delete the addresses inside")
+                _apply(host_netns, _host_ops(link.host_index, wanted, devices, True), undo,
+                       "delete the host routes and proxy entries")
+                step("addresses")
         except BaseException:
             if created:
                 remove_netns(str(netns))
             raise
-    return ContainerNetwork(
-        ctid, _spec(netns) or "", _spec(host_netns), created, raised, lo_address, devs, tuple(wanted), link.host_index,
-        link_prefix,
-    )
+    return replace(network, loopback_raised=raised, loopback_address_added=lo_address)
 
 
 def network_of(
@@ -235,84 +276,107 @@ def network_of(
     """
     name = host_ifname(ctid, link_prefix)
     with open_iproute(host_netns) as host:
-        index = link_index(host, name)
-        if index is None:
-            raise NotStartedError(ctid, describe_netns(host_netns))
-        addresses = tuple(routed_addresses(host, index))
+        view = read_view(host)
+    index = view.index(name)
+    if index is None:
+        raise NotStartedError(ctid, describe_netns(host_netns))
     return ContainerNetwork(
-        ctid, _spec(netns) or default_netns_name(ctid), _spec(host_netns), addresses=addresses, host_index=index,
-        link_prefix=link_prefix,
+        ctid, _spec(netns) or default_netns_name(ctid), _spec(host_netns), addresses=tuple(view.routed_to(index)),
+        host_index=index, link_prefix=link_prefix,
     )
 
 
-def stop(network: ContainerNetwork) -> None:
-    """Undo `start`: proxy entries, host routes, the link, and the namespace if `start` created it.
-
-    Nothing else is touched. What is already gone is skipped; `NotStartedError` when nothing of
-    the container's network was there at all.
-    """
+def stop(network: ContainerNetwork, step: Step = _no_step) -> bool:
+    """Undo `start`: proxy entries, the link (its host routes go with it), and the namespace if
+    `start` created it (else its ``lo`` as it was). What is already gone is skipped; returns False
+    when nothing of the container's network was there at all."""
     found = False
     with open_iproute(network.host_netns) as host:
-        index = link_index(host, network.host_ifname)
+        view = read_view(host)
+        index = view.index(network.host_ifname)
         addresses = set(network.addresses)
         if index is not None:
-            found = True
-            addresses.update(routed_addresses(host, index))
-        for address, device in proxy_entries(host):
-            if address in addresses:
-                found = True
-                delete_proxy(host, address, device)
+            addresses.update(view.routed_to(index))
+        batch = Batch()
+        for address in sorted(addresses, key=lambda a: (a.version, a)):
+            for device in sorted(view.proxies.get(address, ())):
+                batch.delete("proxy", address, device)
+            if index is not None:
+                batch.delete("route", address, index)
+        found = index is not None or any(op.kind == "proxy" for op in batch.ops)
+        _raise_failures(batch.run(network.host_netns, missing_ok=True))
+        step("proxies")
         if index is not None:
-            for address in sorted(addresses, key=lambda a: (a.version, a)):
-                delete_host_route(host, address, index)
             delete_link(host, index)
+        step("link")
     if network.netns_created and netns_exists(network.netns):
         found = True
         remove_netns(network.netns)
     elif found and network.loopback_raised and netns_exists(network.netns):
         with open_iproute(network.netns) as container:
             set_loopback_down(container, network.loopback_address_added)
-    if not found:
-        raise NotStartedError(network.ctid, describe_netns(network.host_netns))
+    step("netns")
+    return found
 
 
 def change_addresses(
-    network: ContainerNetwork, added: Iterable[AddressLike] = (), removed: Iterable[AddressLike] = ()
+    network: ContainerNetwork,
+    added: Iterable[AddressLike] = (),
+    removed: Iterable[AddressLike] = (),
+    *,
+    commit: Callable[[], None] | None = None,
+    step: Step = _no_step,
 ) -> ContainerNetwork:
-    """Remove `removed`, then add `added`, inside and on the host at once; returns the new network.
+    """Add `added` (inside, host route, proxy entries), call `commit()`, then remove `removed`;
+    returns the new network.
 
-    Addresses are compared with what the host routes to the container now (an address both
-    removed and added stays as it is). Every check runs first; a failure part way undoes every
-    step (removed addresses come back, and the default routes the kernel dropped), then raises.
+    Addresses are compared with what the host routes to the container now (an address both removed
+    and added stays as it is). Every check runs first. A failure before `commit` returns undoes
+    every step and raises; a failure in the removals after it raises `PartialChangeError` (the
+    default routes the kernel dropped are put back either way).
     """
     to_add, to_remove = parse_addresses(added), parse_addresses(removed)
     host_where = describe_netns(network.host_netns)
     with open_iproute(network.host_netns) as host:
-        host_index = link_index(host, network.host_ifname)
+        view = read_view(host)
+        host_index = view.index(network.host_ifname)
         if host_index is None:
             raise NotStartedError(network.ctid, host_where)
-        with open_iproute(network.netns) as container, Rollback() as undo:
+        container_path = netns_file(network.netns)
+        with open_iproute(container_path) as container:
             container_index = link_index(container, CONTAINER_IFNAME)
             if container_index is None:
                 raise NotStartedError(network.ctid, describe_netns(network.netns))
-            current = routed_addresses(host, host_index)
+            current = set(view.routed_to(host_index))
             removing = [a for a in to_remove if a in current and a not in to_add]  # del+add of one: kept
             adding = [a for a in to_add if a not in current]
             for address in adding:
-                check_unrouted(host, address, host_index)
+                view.check_unrouted(address, host_index)
             devices = {
-                a: proxy_devices(
-                    host, a, network.neighbour_devs, exclude=(host_index,), where=host_where,
-                    own_prefix=network.link_prefix,
-                )
+                a: proxy_devices_of(view, a, network.neighbour_devs, own_prefix=network.link_prefix,
+                                    exclude=(host_index,), where=host_where)
                 for a in adding
             }
-            undo.push("restore the default routes", lambda: ensure_default_routes(container, container_index))
-            for address in removing:
-                _remove_address(host, container, host_index, container_index, address, undo)
-            for address in adding:
-                _add_address(host, container, host_index, container_index, address, devices[address], undo)
+            with Rollback() as undo:
+                undo.push("restore the default routes", lambda: ensure_default_routes(container, container_index))
+                _apply(container_path, _address_ops(container_index, adding, True), undo, "delete the added addresses inside")
+                _apply(network.host_netns, _host_ops(host_index, adding, devices, True), undo,
+                       "delete the added host routes and proxy entries")
+                step("added")
+                if commit is not None:
+                    commit()
+                step("committed")
+            batch = Batch()
+            batch.extend(Op("proxy", False, a, device) for a in removing for device in sorted(view.proxies.get(a, ())))
+            batch.extend(Op("route", False, a, host_index) for a in removing)
+            failures = batch.run(network.host_netns, missing_ok=True)
+            inside = Batch()
+            inside.extend(_address_ops(container_index, removing, False))
+            failures += inside.run(container_path, missing_ok=True)
             ensure_default_routes(container, container_index)
+            if failures:
+                raise PartialChangeError(f"the filter no longer passes them, but {failures[0]}")
+            step("removed")
     live = [a for a in network.addresses if a in current] + [a for a in current if a not in network.addresses]
-    now = [a for a in live if a not in removing and a not in adding] + adding
+    now = [a for a in live if a not in removing] + adding
     return replace(network, addresses=tuple(now), host_index=host_index)

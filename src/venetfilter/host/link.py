@@ -30,11 +30,11 @@ __all__ = [
     "CONTAINER_IFNAME",
     "DEFAULT_LINK_PREFIX",
     "ContainerLink",
-    "check_link_free",
     "create_link",
     "delete_link",
     "host_ifname",
     "random_mac",
+    "set_link_up",
 ]
 
 CONTAINER_IFNAME = "venet0"
@@ -57,28 +57,28 @@ class ContainerLink:
     mac: str
 
 
-def check_link_free(host: IPRoute, container: IPRoute, name: str, host_where: str, container_where: str) -> None:
-    """`InterfaceExistsError` when link `name` exists on the host or ``venet0`` in the container."""
-    if link_index(host, name) is not None:
-        raise InterfaceExistsError(name, host_where)
-    if link_index(container, CONTAINER_IFNAME) is not None:
-        raise InterfaceExistsError(CONTAINER_IFNAME, container_where)
-
-
 IN6_ADDR_GEN_MODE_NONE = 1
 
 
-def _noarp_up(ipr: IPRoute, index: int) -> None:
+def _noarp(ipr: IPRoute, index: int) -> None:
     no_link_local = {"attrs": [["AF_INET6", {"attrs": [["IFLA_INET6_ADDR_GEN_MODE", IN6_ADDR_GEN_MODE_NONE]]}]]}
     ipr.link("set", index=index, IFLA_AF_SPEC=no_link_local)
-    ipr.link("set", index=index, flags=IFF_NOARP | IFF_UP, change=IFF_NOARP | IFF_UP)
+    ipr.link("set", index=index, flags=IFF_NOARP, change=IFF_NOARP)
+
+
+def set_link_up(host: IPRoute, container: IPRoute, link: ContainerLink) -> None:
+    """Bring both ends up: from now on the link carries packets (the filter must know it)."""
+    with netlink_step(f"bring up link {link.host_ifname}/{CONTAINER_IFNAME}"):
+        container.link("set", index=link.container_index, flags=IFF_UP, change=IFF_UP)
+        host.link("set", index=link.host_index, flags=IFF_UP, change=IFF_UP)
 
 
 def create_link(
     host: IPRoute, container: IPRoute, container_netns: str | None, ctid: str, name: str, host_where: str
 ) -> ContainerLink:
     """Create the pair `name` / ``venet0`` (peer moved into `container_netns`, a namespace file),
-    NOARP and up. Either the whole link exists afterwards or nothing does.
+    NOARP, in our interface group, and down: nothing passes before `set_link_up`. Either the whole
+    link exists afterwards or nothing does.
     """
     mac = random_mac()
     fd = os.open(container_netns, os.O_RDONLY | os.O_CLOEXEC) if container_netns is not None else None
@@ -102,8 +102,8 @@ def create_link(
             container_index = link_index(container, CONTAINER_IFNAME)
             if container_index is None:
                 raise HostNetworkError(f"{CONTAINER_IFNAME} of link {name} is not in the container's netns")
-            _noarp_up(container, container_index)
-            _noarp_up(host, host_index)
+            _noarp(container, container_index)
+            _noarp(host, host_index)
     except BaseException:
         delete_link(host, host_index)
         raise

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .control import request
-from .nfqueue import QueueBindError
+from ..config.notify import request
+from ..errors import QueueBindError
 from .queue_stats import QueueStats, read_queue_stats
 from .service import Worker, WorkerOptions
 

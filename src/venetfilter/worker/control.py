@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ..config.notify import format_reply, socket_path
+from ..config.notify import format_reply, request, socket_path
 
 __all__ = ["ControlServer", "request"]
 
@@ -84,15 +84,3 @@ class ControlServer:
         self._thread.join(timeout=2)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-
-
-def request(run_dir: str | Path, line: bytes, timeout: float = 2.0) -> bytes:
-    """Send one request line to the worker and return its answer (raises OSError when none runs)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(socket_path(run_dir)))
-        sock.sendall(line)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-        return b"".join(chunks)

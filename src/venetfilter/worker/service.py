@@ -61,6 +61,7 @@ GUARD_PERIOD = 0.5  # seconds between two looks after the kernel
 @dataclass(frozen=True)
 class WorkerOptions:
     run_dir: Path
+    conf_dir: Path | None = None  # the node's config dir (None: the default)
     queue: int = 0
     queues: int = 1  # serve queue .. queue + queues - 1 (the table's queue range)
     backend: BackendName | None = None  # None: the fastest one available
@@ -98,6 +99,7 @@ class Worker:
         self.guard = Guard(self.layout, lambda: self._wanted)
         self.sync_errors = 0
         self.links: LinkWatch | None = None
+        self.deaths = 0  # containers whose link vanished: noticed and stopped
         self._state_stamp: tuple[int, int] | None = None
         self._reload_lock = threading.Lock()
         self._droplog = DropLog(rate=options.log_rate, burst=max(1, int(options.log_rate * 2)))
@@ -207,6 +209,7 @@ class Worker:
             "reload_errors": self.reload_errors,
             "sync_errors": self.sync_errors,
             "unknown_links": self.table.unknown_links,
+            "deaths": self.deaths,
             "guard": {"enabled": self.options.guard, **vars(self.guard.counters),
                       "links_regrouped": self.links.regrouped if self.links else 0},
             "drops_not_logged": self._droplog.suppressed,
@@ -254,7 +257,7 @@ class Worker:
                 self.guard.install()
                 self._kernel_ready = True
             logger.info("kernel table installed: %s", self.layout.describe())
-            self.links = LinkWatch(self.layout.link_prefix)
+            self.links = LinkWatch(self.layout.link_prefix, on_deleted=self._link_deleted)
             if self.options.guard:
                 thread = threading.Thread(target=self._guard_loop, name="venetfilter-guard", daemon=True)
                 thread.start()
@@ -304,6 +307,25 @@ class Worker:
             logger.error("queue %d failed: %s", backend.queue_num, error)
             self._failure = self._failure or error
             self.stop()
+
+    def _link_deleted(self, ifindex: int, name: str) -> None:
+        """A container's link vanished (its namespace deleted, or its venet0): it is dead. Undo the
+        rest of its network (proxy entries, a namespace start made) and drop its record, then
+        reload. Called from the link watcher's thread."""
+        ctid = self._links.get(ifindex)
+        if ctid is None:
+            return
+        from ..lifecycle import Node  # noqa: PLC0415 (the worker needs it only when a container dies)
+
+        try:
+            node = Node(self.options.conf_dir, self.options.run_dir, notify=False)
+            if node.forget(ctid, ifindex):
+                self.deaths += 1
+                logger.warning("container %s died (its link %s is gone): marked stopped, its proxy entries removed",
+                               ctid, name)
+                self.request_reload()
+        except Exception as error:  # noqa: BLE001 (never let a cleanup kill the watcher)
+            logger.error("container %s died, but its cleanup failed: %s", ctid, error)
 
     def _guard_loop(self) -> None:
         """Every GUARD_PERIOD: the kernel table and its sets as they should be, or put back."""
