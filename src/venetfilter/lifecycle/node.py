@@ -338,17 +338,15 @@ class Node:
         return StopResult(ctid, True, state.generation, notified, "", tuple(warnings))
 
     def _teardown(self, state: RuntimeState, record: RunningContainer, warnings: list[str]) -> RuntimeState:
-        """Record "stopping", undo everything of the container's network, drop the record; returns
-        the state without it (saved, not yet published)."""
+        """Record "stopping", undo everything of the container's network; returns the state without
+        the record (for the caller to write: until then it says "stopping", and a repeat finishes)."""
         if record.phase != "stopping":
             state = state.with_container(replace(record, phase="stopping"))
             save_state(self.run_dir, state)
             self.checkpoint("stopping")
         if not self.network.stop(record, self.checkpoint):
             warnings.append(f"container {record.ctid}: nothing of its network was left on the host")
-        state = state.without_container(record.ctid)
-        save_state(self.run_dir, state)
-        return state
+        return state.without_container(record.ctid)
 
     def forget(self, ctid: str, ifindex: int) -> bool:
         """The link `ifindex` of `ctid` is gone (its namespace was deleted, or its ``venet0``): undo

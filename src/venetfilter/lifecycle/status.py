@@ -118,7 +118,7 @@ def gather_status(node: Any, ctid: str | None = None) -> NodeStatus:
             entry.link, entry.netns = record.link, record.netns
             entry.runtime = [str(a) for a in record.addresses]
             index, group = links.get(record.link, (None, None))
-            entry.link_present = index is not None and index == record.ifindex
+            entry.link_present = index is not None
             entry.link_in_group = group == LINK_GROUP
             entry.netns_present = _netns_present(record.netns)
             mine = {e for e in wanted if e[1] == record.ifindex}
@@ -128,6 +128,9 @@ def gather_status(node: Any, ctid: str | None = None) -> NodeStatus:
                                       "finishes it")
             if not entry.link_present:
                 entry.problems.append(f"its link {record.link} is gone")
+            elif index != record.ifindex:
+                entry.problems.append(f"its link {record.link} is not the one recorded (#{record.ifindex}): the "
+                                      "filter does not know it and drops its traffic")
             elif not entry.link_in_group:
                 entry.problems.append(f"its link {record.link} is not in group {LINK_GROUP}: not filtered")
             if not entry.netns_present:
