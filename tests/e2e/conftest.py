@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from venetfilter.host import apply_sysctls
+from venetfilter.lifecycle import Node
 from venetfilter.worker import request
 
 UPLINK_V4, OUTSIDE_V4 = "198.51.100.1", "198.51.100.2"
@@ -73,6 +75,10 @@ class Stack:
         self.worker = None
         return code
 
+    def node(self) -> Node:
+        """The library's view of this node (acting in the node's namespaces, from this process)."""
+        return Node(self.conf_dir, self.run_dir, host_netns=self.host)
+
     def stats(self) -> dict:
         return json.loads(request(self.run_dir, b"stats\n"))
 
@@ -100,10 +106,13 @@ def build(make_netns, tmp_path: Path, *, mode: str = "default", fail_open: bool 
     ip("-n", outside, "route", "add", "default", "via", UPLINK_V4)
     ip("-n", outside, "-6", "route", "add", "default", "via", UPLINK_V6)
     _wait_for_uplink(host)
-    stack.venetctl("sysctl", "--apply")
+    # what `venetctl sysctl --apply`, `set --ipadd ... --save` and `start` do, done in-process (the
+    # library takes the namespaces as arguments): a stack a second faster than through subprocesses
+    apply_sysctls(host)
+    node = stack.node()
     for ctid, (v4, v6) in ADDRESSES.items():
-        stack.venetctl("set", ctid, "--ipadd", f"{v4},{v6}", "--save")
-        stack.venetctl("start", ctid, "--netns", containers[ctid])
+        node.set(ctid, [v4, v6], save=True)
+        node.start(ctid, netns=containers[ctid])
     stack.mode = mode
     if worker:
         stack.start_worker("--mode", mode, *(["--fail-open"] if fail_open else []))
@@ -125,8 +134,12 @@ def teardown(stack: Stack) -> None:
     if stack.worker is not None:
         stack.worker.kill()
         stack.worker.wait()
+    node = stack.node()
     for ctid in stack.containers:
-        stack.venetctl("stop", ctid, check=False)
+        try:
+            node.stop(ctid)
+        except Exception:  # noqa: BLE001 (a test may have broken it on purpose; the namespaces go anyway)
+            stack.venetctl("stop", ctid, check=False)
 
 
 @pytest.fixture
