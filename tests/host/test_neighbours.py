@@ -49,7 +49,7 @@ def test_all_selects_up_arp_interfaces_with_a_routable_address(node: Lan) -> Non
         ipr.link("add", ifname="ve-nspawn", kind="veth", peer="host0")  # another tool's container link
         ipr.addr("add", index=ipr.link_lookup(ifname="ve-nspawn")[0], address="192.168.9.1", prefixlen=24)
         ipr.link("set", index=ipr.link_lookup(ifname="ve-nspawn")[0], state="up")
-        view = read_view(ipr)
+    view = read_view(node.node)
     assert sorted(view.name(i) for i in view.uplinks()) == [UPLINK, "uplink1"]
 
 

@@ -181,9 +181,9 @@ def _from_json(document: object, path: Path) -> RuntimeState:
                 raise bad(f"container {ctid}: {exc}") from None
             if address.is_unspecified or str(address) != text:
                 raise bad(f"container {ctid}: address {text!r} is not in canonical form")
-            owner = owners.setdefault(address.address, ctid)
-            if owner != ctid or any(p.address == address.address for p in parsed):
-                raise bad(f"container {ctid}: address {text} is also listed for container {owner}")
+            if address.address in owners:  # another container's, or this one's twice
+                raise bad(f"container {ctid}: address {text} is also listed for container {owners[address.address]}")
+            owners[address.address] = ctid
             parsed.append(address)
         if ifindex:
             links[ifindex] = ctid

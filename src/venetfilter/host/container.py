@@ -226,7 +226,7 @@ def start(
     elif same_netns(netns, host_netns):
         raise HostNetworkError(f"the container's namespace ({describe_netns(netns)}) is the host's")
     with open_iproute(host_netns) as host:
-        view = read_view(host)
+        view = read_view(host_netns)
         if view.index(name) is not None:
             raise InterfaceExistsError(name, host_where)
         for address in wanted:
@@ -275,8 +275,7 @@ def network_of(
     `NotStartedError` when the link does not exist.
     """
     name = host_ifname(ctid, link_prefix)
-    with open_iproute(host_netns) as host:
-        view = read_view(host)
+    view = read_view(host_netns)
     index = view.index(name)
     if index is None:
         raise NotStartedError(ctid, describe_netns(host_netns))
@@ -292,7 +291,7 @@ def stop(network: ContainerNetwork, step: Step = _no_step) -> bool:
     when nothing of the container's network was there at all."""
     found = False
     with open_iproute(network.host_netns) as host:
-        view = read_view(host)
+        view = read_view(network.host_netns)
         index = view.index(network.host_ifname)
         addresses = set(network.addresses)
         if index is not None:
@@ -337,46 +336,49 @@ def change_addresses(
     """
     to_add, to_remove = parse_addresses(added), parse_addresses(removed)
     host_where = describe_netns(network.host_netns)
-    with open_iproute(network.host_netns) as host:
-        view = read_view(host)
-        host_index = view.index(network.host_ifname)
-        if host_index is None:
-            raise NotStartedError(network.ctid, host_where)
-        container_path = netns_file(network.netns)
-        with open_iproute(container_path) as container:
-            container_index = link_index(container, CONTAINER_IFNAME)
-            if container_index is None:
-                raise NotStartedError(network.ctid, describe_netns(network.netns))
-            current = set(view.routed_to(host_index))
-            removing = [a for a in to_remove if a in current and a not in to_add]  # del+add of one: kept
-            adding = [a for a in to_add if a not in current]
-            for address in adding:
-                view.check_unrouted(address, host_index)
-            devices = {
-                a: proxy_devices_of(view, a, network.neighbour_devs, own_prefix=network.link_prefix,
-                                    exclude=(host_index,), where=host_where)
-                for a in adding
-            }
-            with Rollback() as undo:
-                undo.push("restore the default routes", lambda: ensure_default_routes(container, container_index))
-                _apply(container_path, _address_ops(container_index, adding, True), undo, "delete the added addresses inside")
-                _apply(network.host_netns, _host_ops(host_index, adding, devices, True), undo,
-                       "delete the added host routes and proxy entries")
-                step("added")
-                if commit is not None:
-                    commit()
-                step("committed")
-            batch = Batch()
-            batch.extend(Op("proxy", False, a, device) for a in removing for device in sorted(view.proxies.get(a, ())))
-            batch.extend(Op("route", False, a, host_index) for a in removing)
-            failures = batch.run(network.host_netns, missing_ok=True)
-            inside = Batch()
-            inside.extend(_address_ops(container_index, removing, False))
-            failures += inside.run(container_path, missing_ok=True)
-            ensure_default_routes(container, container_index)
-            if failures:
-                raise PartialChangeError(f"the filter no longer passes them, but {failures[0]}")
-            step("removed")
-    live = [a for a in network.addresses if a in current] + [a for a in current if a not in network.addresses]
-    now = [a for a in live if a not in removing] + adding
+    view = read_view(network.host_netns)  # one read of the host: the checks and the removals work from it
+    host_index = view.index(network.host_ifname)
+    if host_index is None:
+        raise NotStartedError(network.ctid, host_where)
+    container_path = netns_file(network.netns)
+    with open_iproute(container_path) as container:
+        container_index = link_index(container, CONTAINER_IFNAME)
+        if container_index is None:
+            raise NotStartedError(network.ctid, describe_netns(network.netns))
+        current = set(view.routed_to(host_index))
+        keep = set(to_add)
+        removing = [a for a in to_remove if a in current and a not in keep]  # del+add of one: kept
+        adding = [a for a in to_add if a not in current]
+        for address in adding:
+            view.check_unrouted(address, host_index)
+        devices = {
+            a: proxy_devices_of(view, a, network.neighbour_devs, own_prefix=network.link_prefix,
+                                exclude=(host_index,), where=host_where)
+            for a in adding
+        }
+        with Rollback() as undo:
+            undo.push("restore the default routes",
+                      lambda: ensure_default_routes(container, container_index, container_path))
+            _apply(container_path, _address_ops(container_index, adding, True), undo, "delete the added addresses inside")
+            _apply(network.host_netns, _host_ops(host_index, adding, devices, True), undo,
+                   "delete the added host routes and proxy entries")
+            step("added")
+            if commit is not None:
+                commit()
+            step("committed")
+        batch = Batch()
+        batch.extend(Op("proxy", False, a, device) for a in removing for device in sorted(view.proxies.get(a, ())))
+        batch.extend(Op("route", False, a, host_index) for a in removing)
+        failures = batch.run(network.host_netns, missing_ok=True)
+        inside = Batch()
+        inside.extend(_address_ops(container_index, removing, False))
+        failures += inside.run(container_path, missing_ok=True)
+        ensure_default_routes(container, container_index, container_path)
+        if failures:
+            raise PartialChangeError(f"the filter no longer passes them, but {failures[0]}")
+        step("removed")
+    known = set(network.addresses)
+    live = [a for a in network.addresses if a in current] + [a for a in current if a not in known]
+    gone = set(removing)
+    now = [a for a in live if a not in gone] + adding
     return replace(network, addresses=tuple(now), host_index=host_index)

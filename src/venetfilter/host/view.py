@@ -5,15 +5,20 @@ concerns (one dump of each kind, not one per address)."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
-from collections.abc import Collection
+import struct
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
-from pyroute2 import IPRoute
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_LOOPBACK, IFF_NOARP, IFF_SLAVE, IFF_UP
+
+from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
+from pyroute2.netlink.rtnl import RTM_GETADDR, RTM_GETLINK, RTM_GETNEIGH, RTM_GETROUTE
 
 from ..config.ctid import DEFAULT_LINK_PREFIX, FOREIGN_LINK_PREFIXES
 from ..errors import AddressRoutedError, InterfaceNotFoundError
+from ..netns import run_in_netns
 from ._netlink import netlink_step
 from .ipaddr import Address
 
@@ -21,6 +26,10 @@ __all__ = ["HostView", "Link", "read_view"]
 
 RT_TABLE_MAIN = 254
 NTF_PROXY = 0x08
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+RTA_DST, RTA_OIF, RTA_TABLE = 1, 4, 15
+NDA_DST = 1
+IFLA_IFNAME = 3
 
 
 @dataclass(frozen=True)
@@ -99,34 +108,92 @@ class HostView:
         return found
 
 
-def read_view(ipr: IPRoute) -> HostView:
-    """One dump of each kind from `ipr`'s namespace."""
+def _attrs(data: bytes, offset: int, end: int) -> dict[int, bytes]:
+    """The netlink attributes of a message body, by type (nested flag bit dropped)."""
+    found: dict[int, bytes] = {}
+    while offset + 4 <= end:
+        length, kind = struct.unpack_from("=HH", data, offset)
+        if length < 4:
+            break
+        found[kind & 0x7FFF] = data[offset + 4 : offset + length]
+        offset += (length + 3) & ~3
+    return found
+
+
+def _dump(sock: socket.socket, kind: int, body: bytes, seq: int) -> Iterator[tuple[bytes, int, int]]:
+    """The messages of one rtnetlink dump: (buffer, start of body, end)."""
+    sock.send(struct.pack("=IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
+    while True:
+        data = sock.recv(1 << 20)
+        offset = 0
+        while offset + 16 <= len(data):
+            length, msg_type, _, msg_seq, _ = struct.unpack_from("=IHHII", data, offset)
+            if length < 16:
+                return
+            if msg_seq == seq:
+                if msg_type == NLMSG_DONE:
+                    return
+                if msg_type == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", data, offset + 16)[0]
+                    raise OSError(code, os.strerror(code))
+                yield data, offset + 16, offset + length
+            offset += (length + 3) & ~3
+
+
+def _address(family: int, raw: bytes) -> Address:
+    return ipaddress.IPv4Address(raw) if family == socket.AF_INET else ipaddress.IPv6Address(raw)
+
+
+def read_view(netns: str | int | os.PathLike[str] | None) -> HostView:
+    """One dump of each kind (links, addresses, routes, proxy entries) from `netns`, read on a
+    plain netlink socket: parsing thousands of routes with pyroute2's message classes took half a
+    second, this takes milliseconds."""
+    return run_in_netns(netns, _read)
+
+
+def _read() -> HostView:
     view = HostView()
-    with netlink_step("read the host's links, addresses, routes and proxy entries"):
-        routable: set[int] = set()
+    routable: set[int] = set()
+    with netlink_step("read the host's links, addresses, routes and proxy entries"), socket.socket(
+        socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0
+    ) as sock:
+        sock.bind((0, 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        for data, start, end in _dump(sock, RTM_GETADDR, struct.pack("=BBBBI", socket.AF_UNSPEC, 0, 0, 0, 0), 1):
+            family, _, _, _, index = struct.unpack_from("=BBBBI", data, start)
+            attrs = _attrs(data, start + 8, end)
+            raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
+            if raw is not None and family in (socket.AF_INET, socket.AF_INET6):
+                address = _address(family, raw)
+                view.local[address] = index
+                if not address.is_link_local:
+                    routable.add(index)
         for family in (socket.AF_INET, socket.AF_INET6):
-            for msg in ipr.addr("dump", family=family):
-                text = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
-                if text:
-                    address = ipaddress.ip_address(text)
-                    view.local[address] = msg["index"]
-                    if not address.is_link_local:
-                        routable.add(msg["index"])
-            for route in ipr.route("dump", family=family):
-                table = int(route.get_attr("RTA_TABLE") or route["table"])
+            body = struct.pack("=BBBBBBBBI", family, 0, 0, 0, 0, 0, 0, 0, 0)
+            for data, start, end in _dump(sock, RTM_GETROUTE, body, 2 + family):
+                _, dst_len, _, _, table, _, _, _, _ = struct.unpack_from("=BBBBBBBBI", data, start)
+                attrs = _attrs(data, start + 12, end)
+                if RTA_TABLE in attrs:
+                    table = struct.unpack("=I", attrs[RTA_TABLE])[0]
                 if table != RT_TABLE_MAIN:
                     continue
-                dst = route.get_attr("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
-                network = ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False)
-                view.networks.append((network, route.get_attr("RTA_OIF")))
-                if route["dst_len"] == network.max_prefixlen and route.get_attr("RTA_DST") is not None:
-                    view.routes[network.network_address] = route.get_attr("RTA_OIF")
-            for msg in ipr.neigh("dump", family=family, flags=NTF_PROXY, dump_filter=lambda _: True):
-                dst = msg.get_attr("NDA_DST")
-                if dst is not None and msg["flags"] & NTF_PROXY:
-                    view.proxies.setdefault(ipaddress.ip_address(dst), set()).add(msg["ifindex"])
-        for msg in ipr.link("dump"):
-            index = msg["index"]
-            view.links[index] = Link(index, msg.get_attr("IFLA_IFNAME") or "", msg["flags"], index in routable)
+                dst = attrs.get(RTA_DST)
+                oif = struct.unpack("=I", attrs[RTA_OIF])[0] if RTA_OIF in attrs else None
+                base = _address(family, dst) if dst is not None else _address(family, bytes(4 if family == socket.AF_INET else 16))
+                network = ipaddress.ip_network(f"{base}/{dst_len}", strict=False)
+                view.networks.append((network, oif))
+                if dst is not None and dst_len == network.max_prefixlen:
+                    view.routes[base] = oif
+            body = struct.pack("=BxxxiHBB", family, 0, 0, NTF_PROXY, 0)
+            for data, start, end in _dump(sock, RTM_GETNEIGH, body, 20 + family):
+                _, index, _, flags, _ = struct.unpack_from("=BxxxiHBB", data, start)
+                attrs = _attrs(data, start + 12, end)
+                if flags & NTF_PROXY and NDA_DST in attrs:
+                    view.proxies.setdefault(_address(family, attrs[NDA_DST]), set()).add(index)
+        for data, start, end in _dump(sock, RTM_GETLINK, struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0), 40):
+            _, _, index, flags, _ = struct.unpack_from("=BxHiII", data, start)
+            attrs = _attrs(data, start + 16, end)
+            name = attrs.get(IFLA_IFNAME, b"").rstrip(b"\0").decode(errors="replace")
+            view.links[index] = Link(index, name, flags, index in routable)
     view.networks.sort(key=lambda item: item[0].prefixlen, reverse=True)
     return view

@@ -108,8 +108,7 @@ class HostNetwork:
         self, ctid: str, addresses: Sequence[ConfigAddress], netns: str | None, devs: str, host_netns: str | None,
         warnings: list[str],
     ) -> None:
-        with open_iproute(host_netns) as host:
-            view = read_view(host)
+        view = read_view(host_netns)
         for address in _addresses(addresses):
             view.check_unrouted(address, None)
         self._detect_duplicates(view, addresses, devs, host_netns, (), warnings)
@@ -130,8 +129,7 @@ class HostNetwork:
         return stop(network_of_record(record, self.node.link_prefix), checkpoint)
 
     def check_addresses(self, record: RunningContainer, added: Sequence[ConfigAddress], warnings: list[str]) -> None:
-        with open_iproute(record.host_netns) as host:
-            view = read_view(host)
+        view = read_view(record.host_netns)
         self._detect_duplicates(view, added, record.neighbour_devs, record.host_netns, (record.ifindex,), warnings)
 
     def change(
@@ -148,8 +146,7 @@ class HostNetwork:
         if not addresses:
             return
         try:
-            with open_iproute(record.host_netns) as host:
-                view = read_view(host)
+            view = read_view(record.host_netns)
             chosen = self._uplinks(view, _addresses(addresses), record.neighbour_devs, (record.ifindex,))
             sources: dict[str, ipaddress.IPv6Address] = {}
             for address, index in view.local.items():
