@@ -148,3 +148,118 @@ def is_icmp_error_to(address: str) -> Callable[[bytes], bool]:
         return packet[24:40] == target and packet[6] == ICMPV6 and packet[40] in (1, 2, 3, 4)
 
     return match
+
+
+# -- more of what a hostile container root writes (tests/e2e/test_attacks.py, test_admin_mistakes.py) --
+
+HOP_BY_HOP, DESTINATION_OPTIONS = 0, 60
+PACKET_OUTGOING = 4
+
+
+def ipv6_options(src: str, dst: str, protocol: int, payload: bytes, options: bytes, *,
+                 header: int = HOP_BY_HOP, hop_limit: int = 64) -> bytes:
+    """An IPv6 packet whose `payload` (of `protocol`) sits behind one options header -- hop-by-hop
+    (`header` 0) or destination options (60) -- holding the TLVs `options`, padded with PadN."""
+    body = bytes([protocol, 0]) + options
+    pad = -len(body) % 8
+    if pad == 1:
+        body += b"\x00"  # Pad1
+    elif pad:
+        body += bytes([1, pad - 2]) + bytes(pad - 2)
+    body = body[:1] + bytes([len(body) // 8 - 1]) + body[2:]
+    return ipv6(src, dst, header, body + payload, hop_limit=hop_limit)
+
+
+def ipv4_options(src: str, dst: str, protocol: int, payload: bytes, options: bytes, *,
+                 ttl: int = 64, ident: int = 0x1234) -> bytes:
+    """An IPv4 packet carrying `options` (padded with End of Options List), header checksum right."""
+    options += bytes(-len(options) % 4)
+    ihl = 5 + len(options) // 4
+    header = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, ihl * 4 + len(payload), ident, 0, ttl, protocol, 0,
+                         ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed) + options
+    return header[:10] + struct.pack("!H", _checksum(header)) + header[12:] + payload
+
+
+def link_sender(netns: str, ifname: str) -> Callable[[bytes], None]:
+    """A function that puts whole Ethernet frames (any addresses, any ethertype) on `ifname` of
+    `netns`; its `.mac` is the link's own MAC, `.close()` closes it."""
+    sock = in_netns(netns, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW))
+    sock.bind((ifname, 0))
+
+    def send(frame: bytes) -> None:
+        try:
+            sock.send(frame)
+        except OSError:
+            pass
+
+    send.mac = sock.getsockname()[4]  # type: ignore[attr-defined]
+    send.close = sock.close  # type: ignore[attr-defined]
+    return send
+
+
+def ethernet(destination: bytes, source: bytes, ethertype: int, body: bytes, *, vlan: int | None = None) -> bytes:
+    """An Ethernet frame; `vlan` adds an 802.1Q tag with that VLAN id (0: priority-tagged)."""
+    tag = struct.pack("!HH", 0x8100, vlan) if vlan is not None else b""
+    return destination + source + tag + struct.pack("!H", ethertype) + body
+
+
+class Tap:
+    """A packet socket (ETH_P_ALL) on `ifname` of `netns`, as a node daemon using one has (a DHCP
+    server, lldpd, a capture tool): the frames that come in on the link, read afterwards."""
+
+    def __init__(self, netns: str, ifname: str) -> None:
+        self.sock = in_netns(netns, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.sock.bind((ifname, 0))
+
+    def read(self) -> list[bytes]:
+        """Every incoming frame so far (the socket is closed afterwards)."""
+        seen: list[bytes] = []
+        with self.sock:
+            while True:
+                try:
+                    frame, address = self.sock.recvfrom(65535, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    return seen
+                if address[2] != PACKET_OUTGOING:
+                    seen.append(frame)
+
+
+class Flood:
+    """`packet` (an IP packet) written on `ifname` of `netns` from a thread, in bursts of `burst`
+    frames with a short pause between, until `close()` or for at most `limit` seconds."""
+
+    def __init__(self, netns: str, packet: bytes, *, ifname: str = "venet0", burst: int = 20,
+                 pause: float = 0.0005, limit: float = 5.0) -> None:
+        self.sent = 0
+        self._send = frame_sender(netns, ifname)
+        self._packet, self._burst, self._pause, self._limit = packet, burst, pause, limit
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self._limit
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            for _ in range(self._burst):
+                self._send(self._packet)
+            self.sent += self._burst
+            time.sleep(self._pause)
+
+    def close(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        self._send.close()  # type: ignore[attr-defined]
+        return self.sent
+
+
+class Breach(AssertionError):
+    """What an attack test raises when the attack worked (a forbidden packet delivered, the node
+    acting on a forged one, a counter lost): its xfail mark expects this and only this, so that a
+    broken fixture or a failed control is an error, never an "expected" failure."""
+
+
+def breach(condition: object, message: str) -> None:
+    """Raise `Breach(message)` when `condition` is true."""
+    if condition:
+        raise Breach(message)
