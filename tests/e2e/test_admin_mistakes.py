@@ -151,11 +151,6 @@ def test_no_forged_datagram_passes_while_another_tool_changes_the_table_or_link(
     breach(passed, f"{len(passed)} forged datagrams reached the outside host")
 
 
-@pytest.mark.xfail(strict=True, raises=Breach, reason=(
-    "LinkWatch only looks at links whose NAME starts with the prefix (`_look`): rename vnf101, then "
-    "move it out of group 7761510, and nothing ever puts it back -- the guard compares the table, "
-    "never the links. Every forged datagram passes for as long as the container runs. LinkWatch (or "
-    "the guard) should follow the ifindexes of the worker's table, whatever their names."))
 def test_a_renamed_link_moved_out_of_the_group_is_put_back(stack, watched):
     watched.control()
     ip("-n", stack.host, "link", "set", "vnf101", "name", "ct101")
@@ -169,11 +164,6 @@ def test_a_renamed_link_moved_out_of_the_group_is_put_back(stack, watched):
     breach(late, f"{len(late)} forged datagrams passed 0.5 s to 1 s after the change")
 
 
-@pytest.mark.xfail(strict=True, raises=Breach, reason=(
-    "on a bridge port the link's IP traffic comes up the stack with iif = the bridge (br9, group 0): "
-    "`iifgroup != 7761510 accept` passes every forged packet, and nothing watches IFLA_MASTER of a "
-    "container link. LinkWatch should take vnf links out of any master (or the table should refuse "
-    "packets whose iif is an upper device of a container link)."))
 def test_a_container_link_enslaved_to_a_bridge_is_undone(stack, watched):
     watched.control()
     ip("-n", stack.host, "link", "add", "br9", "type", "bridge")
@@ -190,12 +180,6 @@ def test_a_container_link_enslaved_to_a_bridge_is_undone(stack, watched):
     breach(late, f"{len(late)} forged datagrams passed 0.5 s to 1 s after the link was bridged")
 
 
-@pytest.mark.xfail(strict=True, raises=Breach, reason=(
-    "LinkWatch._look treats every RTM_NEWLINK of a vnf link that lacks IFLA_GROUP as 'outside the "
-    "group'. A bridge port's AF_BRIDGE notifications carry no IFLA_GROUP; setting the group makes the "
-    "bridge send another one: an endless loop at a whole CPU, ~1,400 netlink sets and WARNING lines a "
-    "second (the log grows without bound) for as long as the link is a bridge port. It should ignore "
-    "messages whose family is not AF_UNSPEC or that carry no IFLA_GROUP."))
 def test_the_link_watcher_stays_quiet_while_a_container_link_is_a_bridge_port(stack):
     idle = worker_cpu(stack)
     time.sleep(0.5)
@@ -218,12 +202,6 @@ def test_the_link_watcher_stays_quiet_while_a_container_link_is_a_bridge_port(st
     breach(cpu >= 0.3, f"the worker used {cpu:.2f} s of CPU in one second")
 
 
-@pytest.mark.xfail(strict=True, raises=Breach, reason=(
-    "Guard.install (rules/guard.py) carries the counters of own4/own6 over (read_elements) but "
-    "render_table recreates the dynamic set over_rate empty: every reinstall -- a rule slipped into our "
-    "chain, a dormant flag, a changed chain -- resets each container's DROP_RATE_LIMITED to 0 (a "
-    "Prometheus counter going backwards). read_over_rate's counts should be carried over like the "
-    "elements' (and kept by the worker across a full `nft flush ruleset`, where the kernel loses them)."))
 def test_rate_limited_drops_survive_a_guard_restore(stack):
     send = frame_sender(stack.containers["101"], "venet0")
     try:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .elements import read_elements, sync
+from .elements import read_elements, read_over_rate, sync
 from .kernel import Fingerprint, fingerprint, generation, install
 from .layout import Element, Layout, RulesError
 
@@ -49,7 +49,8 @@ class Guard:
             counters = read_elements(self.netns)
         except RulesError:
             counters = {}  # no table yet, or a broken one
-        self._expected = install(self.layout, self.wanted(), self.netns, counters)
+        over_rate = read_over_rate(self.netns)  # counters never go backwards, reinstall or not
+        self._expected = install(self.layout, self.wanted(), self.netns, counters, over_rate)
 
     def check(self) -> list[str]:
         """Look once and restore what differs; returns what was found wrong (empty: nothing).

@@ -62,12 +62,14 @@ def install(
     elements: Iterable[Element] = (),
     netns: NetnsArg = None,
     counters: dict[Element, tuple[int, int]] | None = None,
+    over_rate: dict[int, int] | None = None,
 ) -> Fingerprint:
     """Replace our table (if any) with `layout` holding `elements`; returns what was installed.
 
-    `counters` carries element counters over (packets, bytes). Other tables are not touched.
+    `counters` carries element counters over (packets, bytes), `over_rate` the per-link counts of
+    packets dropped over the judging rate. Other tables are not touched.
     """
-    text = render_table(layout, sorted(elements), counters)
+    text = render_table(layout, sorted(elements), counters, over_rate)
 
     def work() -> Fingerprint:
         with Nft() as nft:

@@ -147,8 +147,21 @@ def render_elements(
     return {family: ", ".join(items) for family, items in texts.items() if items}
 
 
-def render_table(layout: Layout, elements: list[Element], counters: dict[Element, tuple[int, int]] | None = None) -> str:
-    """The whole table in nft syntax: one transaction replaces whatever table of ours there was."""
+def _over_rate(counts: dict[int, int] | None) -> str:
+    if not counts:
+        return ""
+    items = ", ".join(f"{ifindex} counter packets {packets} bytes 0" for ifindex, packets in sorted(counts.items()))
+    return f" elements = {{ {items} }};"
+
+
+def render_table(
+    layout: Layout,
+    elements: list[Element],
+    counters: dict[Element, tuple[int, int]] | None = None,
+    over_rate: dict[int, int] | None = None,
+) -> str:
+    """The whole table in nft syntax: one transaction replaces whatever table of ours there was.
+    `counters` and `over_rate` carry the counters of a table being replaced over."""
     allow = layout.mode == "default"
     lists = render_elements(elements, counters)
 
@@ -185,7 +198,7 @@ def render_table(layout: Layout, elements: list[Element], counters: dict[Element
         set_block(4),
         set_block(6),
         f"    set {RATE_SET} {{ type iface_index; flags dynamic; size {MAX_LINKS}; }}",
-        f"    set {OVER_RATE_SET} {{ type iface_index; flags dynamic; size {MAX_LINKS}; counter; }}",
+        f"    set {OVER_RATE_SET} {{ type iface_index; flags dynamic; size {MAX_LINKS}; counter;{_over_rate(over_rate)} }}",
         *chain("leaving", "prerouting", [*leaving, "jump judge"]),
         *chain("entering", "postrouting", [*entering, "jump judge"]),
         *chain("judge", None, ["counter drop"]),

@@ -1,9 +1,10 @@
 """Netlink link events in the worker: the interface group of our links kept right.
 
 The kernel rules know a container link by its interface group (`LINK_GROUP`), not by its name: one
-integer compare per packet. ``start`` creates each link in that group; should anyone move a link
-named with our prefix out of it (``ip link set vnf101 group 0``), or create one outside it, the
-watcher puts it back at once, logs a warning and counts it. It looks at every link once at start,
+integer compare per packet. ``start`` creates each link in that group; should anyone move a
+container link (named with our prefix, or registered under any name) out of it (``ip link set
+vnf101 group 0``), create one outside it, or make one a bridge port (its packets would come up as
+the bridge's), the watcher puts it right at once, logs a warning and counts it. It looks at every link once at start,
 then follows RTM_NEWLINK events. (The kernel announces a group change only for a link that is up;
 a link that is down carries nothing, and going up is announced.) The window between such a change
 and the fix is the time netlink takes to tell us: only the node's admin or tools can make it, never
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -29,6 +30,7 @@ __all__ = ["LinkWatch"]
 
 logger = logging.getLogger("venetfilter.worker")
 NETLINK_ROUTE = 0
+AF_BRIDGE = 7
 RTM_NEWLINK = 16
 RTM_DELLINK = 17
 
@@ -41,9 +43,15 @@ class LinkWatch:
     of one read would wait for the next. Changes go through an IPRoute of the same thread.
     """
 
-    def __init__(self, prefix: str, on_deleted: Callable[[int, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        on_deleted: Callable[[int, str], None] | None = None,
+        known: Callable[[], Collection[int]] = frozenset,
+    ) -> None:
         self.prefix = prefix
         self.on_deleted = on_deleted
+        self.known = known  # the ifindexes of the registered container links, whatever their names
         self.regrouped = 0
         self.errors = 0
         self._stop = threading.Event()
@@ -103,19 +111,30 @@ class LinkWatch:
                 logger.error("link events: %s", error)
 
     def _look(self, link: Any) -> None:
+        """A container link (named with our prefix, or registered under any name) must be in our
+        group and nobody's port: enslaved to a bridge, its packets would come up as the bridge's."""
+        if link.get("family") == AF_BRIDGE or link.get_attr("IFLA_GROUP") is None:
+            return  # a bridge port's own notifications: not the link's state
         name = link.get_attr("IFLA_IFNAME") or ""
-        group = link.get_attr("IFLA_GROUP")
-        if not name.startswith(self.prefix) or group == LINK_GROUP:
+        index = link["index"]
+        if not (name.startswith(self.prefix) or index in self.known()):
             return
+        group, master = link.get_attr("IFLA_GROUP"), link.get_attr("IFLA_MASTER")
+        if master:
+            self._change(index, name, f"was a port of link #{master}: taken out", master=0)
+        if group != LINK_GROUP:
+            self._change(index, name, f"was outside group {LINK_GROUP} (in {group}): put back", group=LINK_GROUP)
+
+    def _change(self, index: int, name: str, what: str, **change: int) -> None:
         try:
-            self._ipr.link("set", index=link["index"], group=LINK_GROUP)
+            self._ipr.link("set", index=index, **change)
         except NetlinkError as error:
             if error.code != 19:  # ENODEV: gone meanwhile
                 self.errors += 1
-                logger.error("cannot put link %s back in group %d: %s", name, LINK_GROUP, error)
+                logger.error("container link %s %s, but the fix failed: %s", name, what.split(":")[0], error)
             return
         self.regrouped += 1
-        logger.warning("link %s was outside group %d (in %s): put back, it is a container link", name, LINK_GROUP, group)
+        logger.warning("link %s %s, it is a container link", name, what)
 
     def close(self) -> None:
         self._stop.set()

@@ -257,7 +257,7 @@ class Worker:
                 self.guard.install()
                 self._kernel_ready = True
             logger.info("kernel table installed: %s", self.layout.describe())
-            self.links = LinkWatch(self.layout.link_prefix, on_deleted=self._link_deleted)
+            self.links = LinkWatch(self.layout.link_prefix, on_deleted=self._link_deleted, known=lambda: self._links)
             if self.options.guard:
                 thread = threading.Thread(target=self._guard_loop, name="venetfilter-guard", daemon=True)
                 thread.start()
