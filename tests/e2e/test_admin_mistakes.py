@@ -103,8 +103,6 @@ TABLE_OWNER = ("the table has no owner: any process may flush, delete or rewrite
                "(user space, every 0.5 s) only puts it back afterwards. `flags owner` (with NFT_TABLE_F_PERSIST "
                "so that it outlives the worker) makes the kernel refuse (EPERM) or skip (flush ruleset) "
                "other processes' changes")
-GROUP = ("container links are known by their interface group, which anyone with CAP_NET_ADMIN changes in "
-         "one netlink call; `iifgroup != 7761510 accept` then passes the link's traffic")
 
 
 @pytest.mark.parametrize("change", [
@@ -115,14 +113,9 @@ GROUP = ("container links are known by their interface group, which anyone with 
         TABLE_OWNER + ". Measured as for flush ruleset: ~0.3 s, ~7,500 forged datagrams."))),
     pytest.param("table made dormant", marks=pytest.mark.xfail(strict=True, raises=Breach, reason=(
         TABLE_OWNER + ". Measured: ~0.3 s dormant, ~7,500 forged datagrams."))),
-    pytest.param("link regrouped 10 times", marks=pytest.mark.xfail(strict=True, raises=Breach, reason=(
-        GROUP + " until LinkWatch hears of it and sets the group back: about a millisecond each time, "
-        "10-30 forged datagrams per regroup here (137-289 over the ten; a single regroup lets 0 now "
-        "and then). A set of container ifindexes in the (owned) table instead of the group has no such "
-        "window."))),
-    pytest.param("link regrouped while the worker is down", marks=pytest.mark.xfail(strict=True, raises=Breach, reason=(
-        GROUP + "; the table stays when the worker dies (fail closed for the queue) but nobody watches "
-        "the group: the link is open until a worker starts again (~20,000 forged datagrams in 0.8 s)."))),
+    # registered links are also known by ifindex (the set `links`): a regrouped one is still judged
+    "link regrouped 10 times",
+    "link regrouped while the worker is down",
 ])
 def test_no_forged_datagram_passes_while_another_tool_changes_the_table_or_link(stack, watched, change):
     watched.control()

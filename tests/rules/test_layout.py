@@ -10,7 +10,8 @@ from venetfilter.rules import Layout, QueueSpec, RulesError, render_table
 
 def test_default_mode_passes_owned_pairs_and_judges_the_rest() -> None:
     text = render_table(Layout("vnf"), [(4, 7, "192.0.2.1"), (6, 7, "2001:db8::1")])
-    assert f"iifgroup != {LINK_GROUP} accept" in text and f"oifgroup != {LINK_GROUP} accept" in text
+    assert f"iifgroup != {LINK_GROUP} iif != @links accept" in text
+    assert f"oifgroup != {LINK_GROUP} oif != @links accept" in text
     assert "ip daddr != 224.0.0.0/4 iif . ip saddr @own4 accept" in text
     assert "ip6 daddr != ff00::/8 oif . ip6 daddr @own6 accept" in text
     assert "priority -450" in text and text.count("jump judge") == 2

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from ..netns import run_in_netns
-from .layout import FAMILY, OVER_RATE_SET, SETS, TABLE, Element, RulesError, render_elements
+from .layout import FAMILY, LINKS, OVER_RATE_SET, SETS, TABLE, Element, RulesError, render_elements
 from .nft import Nft, NftError
 
 __all__ = ["ElementChanges", "desired_elements", "read_elements", "read_over_rate", "sync"]
@@ -27,6 +27,7 @@ def desired_elements(entries: Mapping[str, tuple[int, Iterable[str]]]) -> set[El
     """The elements of a table given as ``{ctid: (ifindex, addresses)}`` (`AddressTable.load`'s input)."""
     found: set[Element] = set()
     for ifindex, addresses in entries.values():
+        found.add((LINKS, ifindex, ""))
         for text in addresses:
             address = ipaddress.ip_address(text)
             found.add((address.version, ifindex, address.compressed))
@@ -54,6 +55,9 @@ def _read(nft: Nft) -> Counters:
             for entry in item.get("set", {}).get("elem", ()):
                 elem = entry.get("elem", entry) if isinstance(entry, dict) else entry
                 value = elem.get("val", elem) if isinstance(elem, dict) else elem
+                if family == LINKS:
+                    found[(LINKS, _ifindex(value), "")] = (0, 0)
+                    continue
                 link, address = value["concat"]
                 counter = elem.get("counter") or {} if isinstance(elem, dict) else {}
                 key = (family, _ifindex(link), ipaddress.ip_address(address).compressed)

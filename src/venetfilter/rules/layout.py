@@ -7,7 +7,9 @@ kernel does with a packet (conntrack's defragmentation runs at -400, iptables' r
   fragment, before routing, reassembly, conntrack or any ICMP error;
 - ``entering`` (postrouting) sees every packet that goes out on one, after routing.
 
-A container link is one in our interface group (`LINK_GROUP`: one integer compare per packet).
+A container link is one in our interface group (`LINK_GROUP`: one integer compare per packet for
+container traffic) or one registered in the set ``links`` (by ifindex: a registered link moved out
+of the group by someone else is still judged; other traffic pays that one lookup).
 Packets of other links are accepted at once (``accept`` ends only this base chain: every other
 table, iptables' included, still sees them). In the default mode, a packet whose (link, source)
 -- leaving -- or (link, destination) -- entering -- is in the sets ``own4``/``own6`` and is not
@@ -53,10 +55,11 @@ TABLE = "venetfilter"
 FAMILY = "inet"
 PRIORITY = -450  # before conntrack's defragmentation (-400) and iptables' raw table (-300)
 CHAINS = ("leaving", "entering", "judge")
-SETS = {4: "own4", 6: "own6"}
 RATE_SET = "judge_rate"  # per link: how fast its refused packets are being sent to the worker
 OVER_RATE_SET = "over_rate"  # per link: packets dropped in the kernel, unjudged, over that rate
 MAX_LINKS = 65536
+LINKS = 0  # the "family" of a link element: (LINKS, ifindex, "")
+SETS = {LINKS: "links", 4: "own4", 6: "own6"}  # links: the registered container links, by ifindex
 DEFAULT_JUDGE_RATE = 1000
 Mode = Literal["default", "queue"]
 MODES: tuple[Mode, ...] = ("default", "queue")
@@ -128,7 +131,8 @@ class Layout:
 
 
 Element = tuple[int, int, str]
-"""A set element: (address family 4 or 6, interface index, address text)."""
+"""A set element: (address family 4 or 6, interface index, address text), or (LINKS, interface
+index, "") for the set of registered links."""
 
 
 def render_elements(
@@ -139,6 +143,9 @@ def render_elements(
     texts: dict[int, list[str]] = {4: [], 6: []}
     for element in elements:
         family, ifindex, address = element
+        if family == LINKS:
+            texts.setdefault(LINKS, []).append(str(ifindex))
+            continue
         text = f"{ifindex} . {address}"
         if with_counters:
             packets, octets = (counters or {}).get(element, (0, 0))
@@ -167,10 +174,13 @@ def render_table(
 
     def set_block(family: int) -> str:
         content = f" elements = {{ {lists[family]} }};" if family in lists else ""
+        if family == LINKS:
+            return f"    set {SETS[LINKS]} {{ type iface_index;{content} }}"
         return f"    set {SETS[family]} {{ type iface_index . ipv{family}_addr; counter;{content} }}"
 
-    leaving = [f"iifgroup != {LINK_GROUP} accept"]
-    entering = [f"oifgroup != {LINK_GROUP} accept"]
+    # not a container link: neither in our group nor a registered link (whatever its group now)
+    leaving = [f"iifgroup != {LINK_GROUP} iif != @{SETS[LINKS]} accept"]
+    entering = [f"oifgroup != {LINK_GROUP} oif != @{SETS[LINKS]} accept"]
     if allow:
         leaving += [
             f"ip daddr != 224.0.0.0/4 iif . ip saddr @{SETS[4]} accept",
@@ -195,6 +205,7 @@ def render_table(
         f"add table {FAMILY} {TABLE}",
         f"delete table {FAMILY} {TABLE}",
         f"table {FAMILY} {TABLE} {{",
+        set_block(LINKS),
         set_block(4),
         set_block(6),
         f"    set {RATE_SET} {{ type iface_index; flags dynamic; size {MAX_LINKS}; }}",

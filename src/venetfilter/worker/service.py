@@ -169,7 +169,7 @@ class Worker:
         except RulesError:
             return {}
         by_link: dict[int, int] = {}
-        for (_, ifindex, _), (packets, _) in elements.items():
+        for (_, ifindex, _), (packets, _) in elements.items():  # the links set counts nothing: 0
             by_link[ifindex] = by_link.get(ifindex, 0) + packets
         return self._per_container(by_link)
 
