@@ -92,12 +92,15 @@ class Config:
     kind: str  # none | worker | naive | cloop
     mode: str = ""  # the worker's --mode, or the table's for naive/cloop
     filters: bool = True  # judges packets (a spoofed probe must be dropped)
+    extra: tuple[str, ...] = ()  # more worker options
 
 
 CONFIGS = [
     Config("none", "none: no table, no worker", "none", filters=False),
     Config("default", "default mode (kernel sets, rest queued)", "worker", "default"),
     Config("queue", "queue mode (every packet to the worker)", "worker", "queue"),
+    Config("queue2", "queue mode, two queues (one thread each, by CPU)", "worker", "queue",
+           extra=("--queues", "2", "--queue-cpu-fanout")),
     Config("naive", "naive worker (netfilterqueue + ipaddress), queue layout", "naive", "queue"),
     Config("cloop", "plain C loop, accepts all, queue layout (reference)", "cloop", "queue", filters=False),
 ]
@@ -486,7 +489,7 @@ class Running:
         if config.kind == "worker":  # installs its own table once its queue is bound
             argv = [PY, "-m", "venetfilter.cli", "worker", "--conf-dir", str(topo.conf_dir),
                     "--run-dir", str(topo.run_dir), "--netns", topo.node, "--mode", config.mode,
-                    "--backend", backend]
+                    "--backend", backend, *config.extra]
         elif config.kind == "naive":
             argv = [PY, str(ROOT / "bench" / "naive_worker.py"), "--netns", topo.node,
                     "--run-dir", str(topo.run_dir), "--queue", "0"]

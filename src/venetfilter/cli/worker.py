@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import json
 import logging
@@ -70,18 +71,19 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    faulthandler.enable()  # a crash in C code leaves every thread's stack in the log
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="venetfilter-worker: %(levelname)s %(message)s", stream=sys.stderr,
-    )
-    if not has_net_admin():
-        raise VenetfilterError("the worker needs CAP_NET_ADMIN to bind NFQUEUE: run it as root")
     if args.queue_cpu_fanout and args.queues < 2:
         raise UsageError("--queue-cpu-fanout needs --queues 2 or more")
     if args.queue + args.queues - 1 > 65535:
         raise UsageError(f"--queue {args.queue} --queues {args.queues}: queues end at 65535")
+    if not has_net_admin():
+        raise VenetfilterError("the worker needs CAP_NET_ADMIN to bind NFQUEUE: run it as root")
     node = read_node_config(args.conf_dir or default_conf_dir())
+    with contextlib.suppress(ValueError, OSError):  # no real stderr (embedded, captured): no dump
+        faulthandler.enable()  # a crash in C code leaves every thread's stack in the log
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="venetfilter-worker: %(levelname)s %(message)s", stream=sys.stderr,
+    )
     if args.netns:
         enter_netns(args.netns)
     worker = Worker(WorkerOptions(

@@ -9,11 +9,11 @@ network namespace, so reads and writes run inside the one asked for (`run_in_net
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config.store import atomic_write
 from ..errors import SysctlError
 from .netns import NetnsSpec, run_in_netns
 
@@ -148,22 +148,7 @@ def persist_sysctls(path: str | os.PathLike[str] = DEFAULT_SYSCTL_FILE,
         pass  # unreadable or not text: replace it
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fchmod(handle.fileno(), 0o644)
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write(target, text.encode(), mode=0o644)
     except OSError as exc:
         raise SysctlError(f"cannot write {target}: {exc.strerror or exc}") from exc
     return True

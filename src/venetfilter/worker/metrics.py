@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["MetricsServer", "render"]
+from ..errors import VenetfilterError
+
+__all__ = ["MetricsError", "MetricsServer", "render"]
+
+
+class MetricsError(VenetfilterError):
+    """The metrics endpoint cannot be served (port in use, no such address): exit 3, nothing bound."""
 
 
 def _label(value: object) -> str:
@@ -73,7 +80,15 @@ class MetricsServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer((address, port), Handler)
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+        class Server(ThreadingHTTPServer):
+            address_family = family
+
+        try:
+            self._server = Server((address, port), Handler)
+        except OSError as exc:
+            raise MetricsError(f"cannot serve metrics on {address} port {port}: {exc.strerror or exc}") from None
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="venetfilter-metrics", daemon=True)
         self._thread.start()

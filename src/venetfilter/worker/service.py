@@ -249,6 +249,9 @@ class Worker:
         control = metrics = None
         threads: list[threading.Thread] = []
         try:
+            if self.options.metrics_port is not None:  # first: a busy port fails before anything is bound
+                metrics = MetricsServer(self.options.metrics_address, self.options.metrics_port, self.stats)
+                self.metrics_port = metrics.port
             for queue in self._queue_numbers():
                 self._backends.append(
                     open_backend(self.backend_name, queue, self.table, self._on_drop, fail_open=self.options.fail_open)
@@ -263,9 +266,6 @@ class Worker:
                 thread.start()
                 threads.append(thread)
             control = ControlServer(self.options.run_dir, self.reload, self.stats)
-            if self.options.metrics_port is not None:
-                metrics = MetricsServer(self.options.metrics_address, self.options.metrics_port, self.stats)
-                self.metrics_port = metrics.port
             if install_signal_handlers:
                 # a signal wakes the first queue's loop at once, whichever thread the kernel picks
                 signal.set_wakeup_fd(self._wakeups[0][1], warn_on_full_buffer=False)
