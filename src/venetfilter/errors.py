@@ -250,3 +250,29 @@ class SysctlError(HostNetworkError):
 
 class QueueBindError(VenetfilterError):
     """An NFQUEUE could not be bound (in use by another process, no kernel support, no permission)."""
+
+
+# -- the kernel table, the worker and namespaces ----------------------------------------------------
+__all__ += ["MetricsError", "NetnsNotFoundError", "NftError", "PartialChangeError", "RulesError"]
+
+
+class MetricsError(VenetfilterError):
+    """The metrics endpoint cannot be served (port in use, no such address): exit 3, nothing bound."""
+
+
+class NetnsNotFoundError(VenetfilterError):
+    """The network namespace does not exist."""
+
+    exit_code = EXIT_INVALID
+
+
+class RulesError(VenetfilterError):
+    """The kernel layout could not be read, installed or restored; the message says why."""
+
+
+class NftError(VenetfilterError):
+    """nftables refused a command; the message is nft's own."""
+
+
+class PartialChangeError(HostNetworkError):
+    """`commit` ran (the filter's change is in force) but removing addresses from the host failed."""

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from pyroute2 import netns as pyroute2_netns
 
-from .errors import EXIT_INVALID, VenetfilterError
+from .errors import NetnsNotFoundError
 
 __all__ = ["NETNS_DIR", "NetnsNotFoundError", "enter_netns", "netns_command", "netns_path", "run_in_netns"]
 
@@ -18,10 +18,6 @@ _T = TypeVar("_T")
 NETNS_DIR = "/run/netns"  # where `ip netns add` puts named namespaces
 
 
-class NetnsNotFoundError(VenetfilterError):
-    """The network namespace does not exist."""
-
-    exit_code = EXIT_INVALID
 
 
 def netns_path(netns: str | int) -> str:

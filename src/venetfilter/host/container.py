@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..errors import HostNetworkError, InterfaceExistsError, NetnsExistsError, NotStartedError
+from ..errors import HostNetworkError, InterfaceExistsError, NetnsExistsError, NotStartedError, PartialChangeError
 from ._netlink import link_index
 from .batch import Batch, Failure, Op
 from .inside import add_default_routes, ensure_default_routes, raise_loopback, set_loopback_down
@@ -63,8 +63,6 @@ def _no_step(name: str) -> None:
     """The default `step`: nothing to do between steps."""
 
 
-class PartialChangeError(HostNetworkError):
-    """`commit` ran (the filter's change is in force) but removing addresses from the host failed."""
 
 
 def default_netns_name(ctid: str) -> str:

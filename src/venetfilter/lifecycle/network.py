@@ -157,13 +157,17 @@ class HostNetwork:
             warnings.append(f"cannot announce the new addresses on the uplinks: {exc.strerror or exc}")
 
     def sync_filter(self, entries: Mapping[str, tuple[int, list[str]]], host_netns: str | None) -> list[str]:
-        """No worker confirmed: bring the kernel sets (if the table is there) to `entries` here."""
+        """No worker confirmed: bring the kernel sets (if the table is there) to `entries` here;
+        returns warnings that say what is missing."""
         try:
-            if table_exists(host_netns):
-                sync(desired_elements(entries), host_netns)
+            if not table_exists(host_netns):
+                return ["the kernel table inet venetfilter is not installed: nothing isolates the containers "
+                        "(start 'venetctl worker', or 'venetctl rules install')"]
+            sync(desired_elements(entries), host_netns)
         except RulesError as exc:
             return [f"cannot update the kernel sets: {exc}"]
-        return []
+        return ["no worker is running: the kernel sets were updated here, and refused packets are dropped "
+                "unjudged (no reasons, no counters, no guard)"]
 
 
 class DryNetwork:

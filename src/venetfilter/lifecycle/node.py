@@ -334,7 +334,7 @@ class Node:
                     raise UnknownContainerError(ctid)
                 return StopResult(ctid, False, None, False, NOT_RUNNING_MESSAGE)
             state = self._teardown(state, record, warnings)
-            notified = self._publish(state, warnings)
+            notified = self._publish(state, [])  # a missing table or worker is no news when stopping
         return StopResult(ctid, True, state.generation, notified, "", tuple(warnings))
 
     def _teardown(self, state: RuntimeState, record: RunningContainer, warnings: list[str]) -> RuntimeState:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..config.ctid import LINK_GROUP, validate_link_prefix
-from ..errors import InvalidContainerError, VenetfilterError
+from ..errors import InvalidContainerError, RulesError
 
 __all__ = [
     "CHAINS",
@@ -68,8 +68,6 @@ NFQ_FLAG_BYPASS = 0x01
 NFQ_FLAG_CPU_FANOUT = 0x02
 
 
-class RulesError(VenetfilterError):
-    """The kernel layout could not be read, installed or restored; the message says why."""
 
 
 @dataclass(frozen=True)

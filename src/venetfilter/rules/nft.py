@@ -14,7 +14,7 @@ import json
 import threading
 from typing import Any
 
-from ..errors import VenetfilterError
+from ..errors import NftError
 
 __all__ = ["Nft", "NftError"]
 
@@ -22,8 +22,6 @@ _NFT_CTX_OUTPUT_JSON = 1 << 4
 _LIBRARY = "libnftables.so.1"
 
 
-class NftError(VenetfilterError):
-    """nftables refused a command; the message is nft's own."""
 
 
 class _Library:

@@ -7,13 +7,11 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from ..errors import VenetfilterError
+from ..errors import MetricsError
 
 __all__ = ["MetricsError", "MetricsServer", "render"]
 
 
-class MetricsError(VenetfilterError):
-    """The metrics endpoint cannot be served (port in use, no such address): exit 3, nothing bound."""
 
 
 def _label(value: object) -> str:
