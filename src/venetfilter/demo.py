@@ -136,6 +136,8 @@ class Demo:
         return ok
 
     def report(self) -> None:
+        print("\n== What is true on the node now: every container isolated, the worker serving the state")
+        self.venetctl("status")
         print("\n== The worker's counters and drop log")
         self.venetctl("stats")
         log = (self.run_dir / "worker.log").read_text(errors="replace").strip().splitlines()
