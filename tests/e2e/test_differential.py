@@ -41,7 +41,7 @@ import pytest
 
 from tests.e2e.conftest import ADDRESSES, OUTSIDE_V4, OUTSIDE_V6, UPLINK_V4, UPLINK_V6, ip
 from tests.e2e.traffic import in_netns
-from tests.e2e.wire import fragments, frame_sender, ipv4, ipv6, udp
+from tests.e2e.wire import Tap, fragments, frame_sender, ipv4, ipv6, udp
 from venetfilter.core import AddressTable, Ours, Verdict
 
 pytestmark = pytest.mark.netns
@@ -61,7 +61,6 @@ LINK = {"101": "vnf101", "102": "vnf102"}
 
 REFUSED, DELIVERED, KERNEL = "refused", "delivered", "kernel"
 UDP, ICMP, ICMPV6, HOP, ROUTING, FRAGMENT, DSTOPTS = 17, 1, 58, 0, 43, 44, 60
-PACKET_OUTGOING, ETH_P_ALL = 4, 0x0003
 PADN = bytes([1, 4, 0, 0, 0, 0])  # a 6-byte PadN option: an 8-byte options header, valid
 DISCARD = bytes([0x42, 4, 0, 0, 0, 0])  # unknown option, action 01: "discard the packet"
 
@@ -303,26 +302,13 @@ def _final_protocol(packet: bytes) -> int:
     return following
 
 
-class Capture:
-    """The IP packets that come in on `ifname` of `netns` (not those it sends), read afterwards."""
+class Capture(Tap):
+    """The IP packets that come in on `ifname` of `netns` (not those it sends, not ICMP errors,
+    which quote what they answer), read afterwards."""
 
-    def __init__(self, netns: str, ifname: str) -> None:
-        self.sock = in_netns(netns, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)))
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
-        self.sock.bind((ifname, 0))
-
-    def read(self) -> list[bytes]:
-        seen: list[bytes] = []
-        with self.sock:
-            while True:
-                try:
-                    frame, address = self.sock.recvfrom(65535, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    return seen
-                packet = frame[14:]
-                if address[2] != PACKET_OUTGOING and packet and packet[0] >> 4 in (4, 6):
-                    if _final_protocol(packet) not in (ICMP, ICMPV6):  # an ICMP error quotes what it answers
-                        seen.append(packet)
+    def read(self) -> list[bytes]:  # type: ignore[override]
+        packets = [frame[14:] for frame in super().read()]
+        return [p for p in packets if p and p[0] >> 4 in (4, 6) and _final_protocol(p) not in (ICMP, ICMPV6)]
 
 
 class NodeSockets:

@@ -149,8 +149,11 @@ def test_killed_at_every_step_of_set(stack, spoofed) -> None:
         repaired(stack)
 
 
-@pytest.mark.parametrize("operation", ["start", "set", "stop"])
-@pytest.mark.parametrize("error", [errno.ENOSPC, errno.EROFS], ids=["disk-full", "read-only"])
+@pytest.mark.parametrize(
+    "operation, error",
+    [("start", errno.ENOSPC), ("stop", errno.ENOSPC), ("set", errno.ENOSPC), ("set", errno.EROFS)],
+    ids=["start-disk-full", "stop-disk-full", "set-disk-full", "set-read-only"],  # only set writes a config file
+)
 def test_a_failing_write_at_every_write(stack, spoofed, monkeypatch, operation, error) -> None:
     """Each write of the runtime state (and of the config file) fails in turn: the operation raises
     a clear error, the node is left in a state `status` describes, and stop + start repair it."""

@@ -42,8 +42,18 @@ def test_start_set_stop(cli: Callable[..., Result], lan: Lan, ctid: str, tmp_pat
 
     r = cli("start", ctid, "--host-netns", lan.node)
     assert r.code == 0, r.err
-    # no kernel table in this namespace, no worker: start says so (it would not isolate anything)
+    # no kernel table in this namespace, no worker: start says so (it would not isolate anything),
+    # and so does status, with a non-zero exit
     assert "Warning: the kernel table inet venetfilter is not installed: nothing isolates" in r.err
+    status = cli("status", "--host-netns", lan.node)
+    assert status.code == 1 and "kernel table MISSING" in status.out
+    assert f"CT {ctid}: running, NOT ISOLATED" in status.out
+    status = cli("status", ctid, "--host-netns", lan.node, "--json")
+    report = json.loads(status.out)
+    assert status.code == 1 and report["isolated"] is False and report["table"] is False and not report["worker"]
+    (entry,) = report["containers"]
+    assert (entry["phase"], entry["link_present"], entry["netns_present"], entry["runtime"]) == (
+        "running", True, True, [CT4, CT6])
     state = _state(tmp_path)[ctid]
     with open_iproute(lan.node) as ipr:
         assert state["ifindex"] == ipr.link_lookup(ifname=f"vnf{ctid}")[0]
