@@ -7,34 +7,10 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
-from typing import TypeVar
 
-from venetfilter.netns import enter_netns
+from venetfilter.netns import run_in_netns as in_netns  # a socket keeps the namespace it was made in
 
 __all__ = ["TcpEcho", "UdpEcho", "in_netns", "ping", "tcp_probe", "udp_probe"]
-
-T = TypeVar("T")
-
-
-def in_netns(netns: str, make: Callable[[], T]) -> T:
-    """Run `make` in a thread that entered `netns` (the thread ends, what it made stays there)."""
-    result: list[T] = []
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            enter_netns(netns)
-            result.append(make())
-        except BaseException as error:  # handed back to the caller
-            errors.append(error)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return result[0]
 
 
 def _family(address: str) -> int:

@@ -17,6 +17,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
 
 from ._netlink import netlink_step
 from .ipaddr import Address, host_prefixlen
+from .view import read_view
 
 __all__ = [
     "LOOPBACK_INDEX",
@@ -73,8 +74,6 @@ def ensure_default_routes(ipr: IPRoute, index: int, netns: str | int | os.PathLi
     The routes are read with one fast dump (a container with thousands of addresses has thousands
     of local routes).
     """
-    from .view import read_view  # noqa: PLC0415 (view imports this module's neighbours)
-
     with netlink_step("check the container's default routes"):
         present = {(network.version, oif) for network, oif in read_view(netns).networks if network.prefixlen == 0}
         for family, version, dst, extra in (
