@@ -308,13 +308,16 @@ class Node:
             try:
                 started = self.network.start(record, register, self.checkpoint)
             except BaseException:
-                state = load_state(self.run_dir).without_container(ctid)
-                self._publish(state, [])
+                try:  # the host is rolled back: so is the record (if this fails too, the next command repairs)
+                    self._publish(load_state(self.run_dir).without_container(ctid), [])
+                except (OSError, VenetfilterError):
+                    pass
                 raise
             state = state.with_container(started)
             notified = self._publish(state, warnings)
         self.network.announce(started, started.addresses, warnings)
-        return StartResult(ctid, started, state.generation, notified or published[0], tuple(warnings))
+        unique = tuple(dict.fromkeys(warnings))  # the filter was told twice: its warnings come once
+        return StartResult(ctid, started, state.generation, notified or published[0], unique)
 
     # -- stop ----------------------------------------------------------------------------------------
 
