@@ -16,7 +16,7 @@ from ..config.neighbourdevs import format_neighbour_devs, parse_neighbour_devs
 from ..config.nodeconf import NodeConfig
 from ..config.runtime import RunningContainer, load_state
 from ..errors import AddressAnsweredError
-from ..host import ContainerNetwork, change_addresses, default_netns_name, open_iproute, proxy_devices_of, start, stop
+from ..host import ContainerNetwork, change_addresses, default_netns_name, proxy_devices_of, start, stop
 from ..host.announce import announce, probe
 from ..host.ipaddr import Address, parse_address
 from ..host.view import HostView, read_view
