@@ -22,7 +22,7 @@ from ..errors import (
     UnknownContainerError,
     VenetfilterError,
 )
-from . import containers, host, rules, worker
+from . import containers, hook, host, rules, worker
 from ._common import ArgumentParser, UsageError, add_common_options, error
 
 __all__ = ["REGISTRARS", "build_parser", "exit_code", "main"]
@@ -32,6 +32,7 @@ REGISTRARS: list[Callable[[argparse._SubParsersAction[ArgumentParser]], None]] =
     host.register,
     rules.register,
     worker.register,
+    hook.register,
 ]
 """The ``register(subparsers)`` function of every subcommand module, in help order."""
 
