@@ -28,4 +28,36 @@ def _register_oci(hooks: argparse._SubParsersAction[Any], parents: list[argparse
 
 
 def _register_lxc(hooks: argparse._SubParsersAction[Any], parents: list[argparse.ArgumentParser]) -> None:
-    """``venetctl hook lxc``: filled in by the LXC hook work."""
+    """``venetctl hook lxc``: ``lxc.hook.start-host`` starts the container's link, ``lxc.hook.post-stop``
+    stops it (`venetfilter.runtimes.lxc`)."""
+    import os
+
+    from ..runtimes import lxc
+    from ._common import EXIT_OK, make_node, warn
+
+    p = hooks.add_parser(
+        "lxc", parents=parents, help="LXC: lxc.hook.start-host and lxc.hook.post-stop",
+        description="Run as an LXC container hook: start-host starts the container's venet link in the "
+        "namespace of $LXC_PID, post-stop stops it (a container that is not running is not an error). The "
+        "CTID is the container's name unless --ctid gives one. A refusal exits non-zero, so LXC does not "
+        "start the container.",
+        epilog="In the container's config: 'lxc.net.0.type = empty', 'lxc.hook.start-host = venetctl hook "
+        "lxc' and 'lxc.hook.post-stop = venetctl hook lxc'. See docs/openvz-to-lxc.md.",
+    )
+    p.add_argument(
+        "--ctid", metavar="CTID", help="the container id (default: the LXC container's name, when it is a valid CTID)",
+    )
+    p.add_argument(
+        "lxc_args", nargs="*", metavar="NAME SECTION HOOKTYPE",
+        help="what LXC appends to the hook line (with lxc.hook.version = 1: nothing, the environment says it)",
+    )
+
+    def run_lxc(args: argparse.Namespace) -> int:
+        event = lxc.parse_event(args.lxc_args, os.environ, args.ctid)
+        result = lxc.run_hook(make_node(args), event)
+        for message in result.warnings:
+            warn(message)
+        print(result.message)  # LXC logs a hook's output at debug level
+        return EXIT_OK
+
+    p.set_defaults(func=run_lxc)

@@ -1,0 +1,176 @@
+"""The LXC hook: ``lxc.hook.start-host`` starts a container's venet link, ``lxc.hook.post-stop`` stops it.
+
+A container's config names the hook for both events and gives LXC no network of its own::
+
+    lxc.net.0.type = empty
+    lxc.hook.start-host = /usr/local/bin/venetctl hook lxc
+    lxc.hook.post-stop = /usr/local/bin/venetctl hook lxc
+
+LXC runs a hook line through ``sh -c`` in the host's namespaces (those ``lxc-start`` runs in) and
+appends ``NAME lxc HOOKTYPE`` to it (lxc.container.conf(5); with ``lxc.hook.version = 1`` nothing is
+appended and ``LXC_NAME``, ``LXC_HOOK_SECTION``, ``LXC_HOOK_TYPE`` say it instead). Both hooks get
+``LXC_PID``, the container's init: start-host runs after the container's namespaces exist and before
+its init is executed, so `Node.start` puts the link into ``/proc/LXC_PID/ns/net`` before anything in
+the container can send; post-stop runs once the container is gone. The hooks inherit the environment
+of ``lxc-start`` (``VENETFILTER_CONF_DIR`` / ``VENETFILTER_RUN_DIR`` included).
+
+The CTID is the container's name, unless the hook line gives one (``venetctl hook lxc --ctid 101``),
+for names that are not valid CTIDs (more than 12 characters, spaces, ...). A refusal (unknown or bad
+CTID, address in use, no ``LXC_PID``) raises a `venetfilter.errors.VenetfilterError` whose
+`exit_code` LXC logs ("Script exited with status N") before it aborts the start; `Node.start` leaves
+nothing behind. A post-stop of a container that is not running succeeds (LXC runs post-stop after a
+refused start too), and never stops a CTID whose link lives in another process's namespace (two
+LXC containers given the same CTID: the second one's failed start must not stop the first).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ..config.ctid import CTID_MAX_LENGTH, is_valid_ctid, validate_ctid
+from ..errors import InvalidContainerError, InvalidOptionError, UnknownContainerError
+from ..lifecycle import Node
+from ..lifecycle.node import NOT_RUNNING_MESSAGE, StartResult, StopResult
+from ..netns import NETNS_DIR
+
+__all__ = [
+    "HOOK_TYPES",
+    "POST_STOP",
+    "START_HOST",
+    "LxcEvent",
+    "LxcHookResult",
+    "parse_event",
+    "run_hook",
+]
+
+START_HOST = "start-host"
+POST_STOP = "post-stop"
+HOOK_TYPES = (START_HOST, POST_STOP)
+_SECTION = "lxc"
+_USAGE = "use it as lxc.hook.start-host and lxc.hook.post-stop"
+
+
+@dataclass(frozen=True)
+class LxcEvent:
+    """One run of the hook: which event, for which LXC container, as which CTID."""
+
+    hook_type: str
+    """`START_HOST` or `POST_STOP`."""
+    name: str
+    """The LXC container's name."""
+    ctid: str
+    """The venetfilter container id (the name, or the hook line's ``--ctid``)."""
+    pid: int | None
+    """``LXC_PID``: the container's init (always set by start-host; post-stop has it in LXC 5)."""
+
+    @property
+    def netns(self) -> str | None:
+        """The container's network namespace, ``/proc/PID/ns/net`` (None without a pid)."""
+        return None if self.pid is None else f"/proc/{self.pid}/ns/net"
+
+
+@dataclass(frozen=True)
+class LxcHookResult:
+    """What the hook did: the start or stop result, or why it left the CTID alone."""
+
+    event: LxcEvent
+    started: StartResult | None = None
+    stopped: StopResult | None = None
+    message: str = ""
+    """One line for the log: what happened."""
+    warnings: tuple[str, ...] = ()
+
+
+def _one(what: str, from_args: str | None, env_name: str, environ: Mapping[str, str]) -> str | None:
+    """The value LXC passed as an argument and/or in the environment; they must agree when both are set."""
+    from_env = environ.get(env_name) or None
+    if from_args is not None and from_env is not None and from_args != from_env:
+        raise InvalidOptionError(f"LXC passed two {what}s: {from_args!r} as argument, {from_env!r} in {env_name}")
+    return from_args if from_args is not None else from_env
+
+
+def parse_event(args: Sequence[str], environ: Mapping[str, str], ctid: str | None = None) -> LxcEvent:
+    """The event LXC describes with the hook's appended `args` (``NAME SECTION HOOKTYPE ...``, or
+    none with ``lxc.hook.version = 1``) and its `environ`; `ctid` is the hook line's ``--ctid``.
+
+    Raises `InvalidOptionError` (not run as an LXC start-host or post-stop hook, no or bad
+    ``LXC_PID`` for start-host) or `InvalidContainerError` (no usable CTID); both exit 21.
+    """
+    if args and len(args) < 3:
+        raise InvalidOptionError(
+            f"unexpected arguments {' '.join(args)!r}: LXC appends NAME SECTION HOOKTYPE ({_USAGE})"
+        )
+    name = _one("container name", args[0] if args else None, "LXC_NAME", environ)
+    section = _one("hook section", args[1] if args else None, "LXC_HOOK_SECTION", environ)
+    hook_type = _one("hook type", args[2] if args else None, "LXC_HOOK_TYPE", environ)
+    if name is None or hook_type is None:
+        missing = "LXC_NAME" if name is None else "the hook type"
+        raise InvalidOptionError(f"not run by LXC ({missing} not given): {_USAGE}")
+    if section not in (None, _SECTION):
+        raise InvalidOptionError(f"hook section {section!r}: this is a container hook, not a network script ({_USAGE})")
+    if hook_type not in HOOK_TYPES:
+        raise InvalidOptionError(f"LXC hook type {hook_type!r} is not handled: {_USAGE}")
+    if ctid is None:
+        if not is_valid_ctid(name):
+            raise InvalidContainerError(
+                f"LXC container name {name!r} is not a valid CTID (at most {CTID_MAX_LENGTH} letters, digits, "
+                f"'_', '-', '.'): give one in the hook line, 'venetctl hook lxc --ctid CTID'"
+            )
+        ctid = name
+    validate_ctid(ctid)
+    pid = _pid(environ.get("LXC_PID"), required=hook_type == START_HOST)
+    return LxcEvent(hook_type, name, ctid, pid)
+
+
+def _pid(text: str | None, *, required: bool) -> int | None:
+    if not text:
+        if required:
+            raise InvalidOptionError(f"LXC_PID is not set: the container's network namespace is unknown ({_USAGE})")
+        return None
+    if not text.isascii() or not text.isdigit() or int(text) <= 0:
+        raise InvalidOptionError(f"LXC_PID={text!r} is not a process id")
+    return int(text)
+
+
+def run_hook(node: Node, event: LxcEvent) -> LxcHookResult:
+    """Start (start-host) or stop (post-stop) `event`'s container on `node`.
+
+    start-host raises what `Node.start` raises, with nothing left behind. post-stop never fails for
+    a container that is not running, and leaves alone a CTID whose link is in another live namespace.
+    """
+    if event.hook_type == START_HOST:
+        result = node.start(event.ctid, netns=event.netns)
+        record = result.record
+        addresses = " ".join(str(a) for a in record.addresses) or "no addresses"
+        message = (f"LXC container {event.name}: CT {event.ctid} started, link {record.link} "
+                   f"(ifindex {record.ifindex}), {addresses}")
+        return LxcHookResult(event, started=result, message=message, warnings=result.warnings)
+    record = node.runtime_state().containers.get(event.ctid)
+    if record is not None and not _ours(record.netns, event):
+        return LxcHookResult(
+            event, message=f"LXC container {event.name}: CT {event.ctid} left alone",
+            warnings=(f"CT {event.ctid} runs in network namespace {record.netns}, not in LXC container "
+                      f"{event.name}'s ({event.netns or 'LXC_PID not set'}): its network was not stopped",),
+        )
+    try:
+        stopped = node.stop(event.ctid)
+    except UnknownContainerError:  # a start-host refused for it: nothing was ever started
+        return LxcHookResult(event, message=f"LXC container {event.name}: CT {event.ctid}: {NOT_RUNNING_MESSAGE}")
+    message = f"LXC container {event.name}: CT {event.ctid}: {stopped.message or 'network stopped'}"
+    return LxcHookResult(event, stopped=stopped, message=message, warnings=stopped.warnings)
+
+
+def _ours(netns: str | None, event: LxcEvent) -> bool:
+    """True when a record's namespace is `event`'s container's, or gone (nobody else's then)."""
+    if netns is not None and netns == event.netns:
+        return True
+    return netns is None or not os.path.exists(_path(netns))
+
+
+def _path(netns: str) -> str:
+    """A record's namespace (NAME, PATH or PID) as a path, without checking that it exists."""
+    if netns.isdigit():
+        return f"/proc/{netns}/ns/net"
+    return netns if netns.startswith("/") else os.path.join(NETNS_DIR, netns)
