@@ -141,6 +141,8 @@ def run_hook(node: Node, event: LxcEvent) -> LxcHookResult:
     a container that is not running, and leaves alone a CTID whose link is in another live namespace.
     """
     if event.hook_type == START_HOST:
+        if event.netns is None or not os.path.exists(event.netns):
+            raise InvalidOptionError(f"LXC_PID={event.pid}: no such process, the container's init is gone")
         result = node.start(event.ctid, netns=event.netns)
         record = result.record
         addresses = " ".join(str(a) for a in record.addresses) or "no addresses"
