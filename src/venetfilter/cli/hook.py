@@ -24,7 +24,32 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _register_oci(hooks: argparse._SubParsersAction[Any], parents: list[argparse.ArgumentParser]) -> None:
-    """``venetctl hook oci``: filled in by the OCI hook work."""
+    """``venetctl hook oci``: the container state on stdin; createRuntime starts the link, poststop
+    stops it (`venetfilter.runtimes.oci`)."""
+    import sys
+
+    from ..runtimes import oci
+    from ._common import EXIT_OK, make_node, warn
+
+    p = hooks.add_parser(
+        "oci", parents=parents, help="OCI (podman, CRI-O): the createRuntime and poststop hooks",
+        description="Run as an OCI runtime hook, the container's state as JSON on stdin: at createRuntime "
+        f"(status 'creating') start the venet link of the container the annotation {oci.ANNOTATION} names in "
+        "the namespace of the state's pid; at poststop (status 'stopped') stop it. Install "
+        "contrib/oci-hooks.d/venetfilter.json in a hooks.d directory.",
+    )
+    p.add_argument(
+        "--stage", choices=list(oci.STAGES),
+        help="the hook stage (default: from the state's status; for a hooks.d file per stage)",
+    )
+
+    def run_oci(args: argparse.Namespace) -> int:
+        result = oci.run(make_node(args), oci.read_state(sys.stdin.buffer), args.stage)
+        for message in result.warnings:
+            warn(message)
+        return EXIT_OK
+
+    p.set_defaults(func=run_oci)
 
 
 def _register_lxc(hooks: argparse._SubParsersAction[Any], parents: list[argparse.ArgumentParser]) -> None:
