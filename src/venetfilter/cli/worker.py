@@ -18,6 +18,7 @@ from ..netns import enter_netns
 from ..rules import DEFAULT_JUDGE_RATE, MODES
 from ..worker import Worker, WorkerOptions, request
 from ..worker.backends import BACKENDS, default_backend
+from ..worker.journal import JournalFormatter, stream_is_journal
 from ._common import (
     UsageError,
     EXIT_OK,
@@ -57,7 +58,11 @@ def _add_worker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR", help="... on ADDR (default 127.0.0.1)")
     p.add_argument("--log-rate", type=bounded_float(0.1, 1e6), default=10.0, metavar="N",
                    help="at most N drop log lines a second")
-    p.add_argument("-v", "--verbose", action="store_true", help="log reloads and more")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="log reloads and other routine events (info); twice: also debug (the node's own MLD/ND)")
+    p.add_argument("--log-format", choices=("auto", "plain", "journal"), default="auto",
+                   help="journal: prefix each line with its syslog priority (<4> warning ...) for journald; "
+                        "auto (default): when stderr is the journal stream")
     p.set_defaults(func=run_worker)
 
 
@@ -80,10 +85,7 @@ def run_worker(args: argparse.Namespace) -> int:
     node = read_node_config(args.conf_dir or default_conf_dir())
     with contextlib.suppress(ValueError, OSError):  # no real stderr (embedded, captured): no dump
         faulthandler.enable()  # a crash in C code leaves every thread's stack in the log
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="venetfilter-worker: %(levelname)s %(message)s", stream=sys.stderr,
-    )
+    logging.basicConfig(level=_LEVELS[min(args.verbose, 2)], handlers=[log_handler(args.log_format)])
     if args.netns:
         enter_netns(args.netns)
     worker = Worker(WorkerOptions(
@@ -98,6 +100,27 @@ def run_worker(args: argparse.Namespace) -> int:
     finally:
         worker.close()
     return EXIT_OK
+
+
+_LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)  # by the number of -v
+
+
+def log_handler(log_format: str) -> logging.Handler:
+    """A stderr handler; its lines carry syslog priorities for journald (`JournalFormatter`) with
+    'journal', or with 'auto' when stderr is the journal stream."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "journal" or (log_format == "auto" and _stderr_is_journal()):
+        handler.setFormatter(JournalFormatter("%(message)s"))  # the journal knows who and how bad
+    else:
+        handler.setFormatter(logging.Formatter("venetfilter-worker: %(levelname)s %(message)s"))
+    return handler
+
+
+def _stderr_is_journal() -> bool:
+    try:
+        return stream_is_journal(sys.stderr.fileno())
+    except (ValueError, OSError):  # no real stderr (embedded, captured)
+        return False
 
 
 def has_net_admin() -> bool:

@@ -49,6 +49,7 @@ from .droplog import DropLog
 from .linkwatch import LinkWatch
 from .metrics import MetricsServer
 from .queue_stats import read_queue_stats
+from .sdnotify import notify
 
 __all__ = ["Worker", "WorkerOptions"]
 
@@ -150,6 +151,7 @@ class Worker:
             self._state_stamp = stamp
             if state.generation != self.generation:
                 logger.info("serving generation %d: %d containers", state.generation, len(state.containers))
+                notify(f"STATUS=serving generation {state.generation}: {len(state.containers)} containers")
             if stamp is None and state.generation == 0 and self.generation > 0:
                 logger.error("%s is gone: no container is known, their traffic is dropped", path)
             self.generation = state.generation
@@ -278,8 +280,11 @@ class Worker:
                 threads.append(thread)
             logger.info("worker (%s) bound to queues %s, generation %d", self.backend_name,
                         list(self._queue_numbers()), self.generation)
+            notify(f"READY=1\nSTATUS=serving generation {self.generation} on queues {self.options.queue}-"
+                   f"{self.options.queue + self.options.queues - 1}")
             self._serve_queue(0)
         finally:
+            notify("STOPPING=1\nSTATUS=stopping")
             if install_signal_handlers:
                 signal.set_wakeup_fd(-1)
             self.stop()
