@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -221,3 +222,33 @@ def test_refused_start_leaves_nothing_behind(node, sleeper, case, config, code, 
     inside = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-o", "link"], check=True,
                             capture_output=True, text=True)
     assert "venet0" not in inside.stdout
+
+
+def test_what_the_hook_does_goes_to_syslog(node, sleeper, tmp_path):
+    """LXC keeps a hook's stdout for its debug log and loses its stderr: the hook also tells syslog
+    (facility daemon, ident venetctl), a refusal at priority err. /dev/log is faked in a mount
+    namespace of the hook's own."""
+    pid = sleeper()
+    path = tmp_path / "log"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as log:
+        log.bind(str(path))
+        log.settimeout(5)
+        fake = f"mount -t tmpfs tmpfs /dev && ln -s {path} /dev/log && exec \"$@\""
+
+        def hook(hook_type: str) -> subprocess.CompletedProcess[str]:
+            environ = {k: v for k, v in os.environ.items() if k not in LXC_ENV}
+            environ |= {"VENETFILTER_CONF_DIR": str(node.conf_dir), "VENETFILTER_RUN_DIR": str(node.run_dir),
+                        "LXC_NAME": "102", "LXC_PID": str(pid)}
+            command = ["nsenter", f"--net=/run/netns/{node.netns}", "unshare", "--mount", "sh", "-c", fake, "sh",
+                       sys.executable, "-m", "venetfilter.cli", "hook", "lxc", "102", "lxc", hook_type]
+            return subprocess.run(command, capture_output=True, text=True, env=environ, cwd="/")
+
+        refused = hook("start-host")
+        assert refused.returncode == EXIT_NO_CONFIG, refused.stderr
+        message = log.recv(4096).decode()
+        assert message.startswith("<27>") and "venetctl[" in message, message  # daemon.err
+        assert message.endswith("hook lxc: LXC container 102: unknown container '102' (exit 14)"), message
+        assert hook("post-stop").returncode == 0
+        message = log.recv(4096).decode()
+        assert message.startswith("<30>"), message  # daemon.info
+        assert message.endswith("hook lxc: LXC container 102: CT 102: Container is not running"), message

@@ -56,9 +56,11 @@ def _register_lxc(hooks: argparse._SubParsersAction[Any], parents: list[argparse
     """``venetctl hook lxc``: ``lxc.hook.start-host`` starts the container's link, ``lxc.hook.post-stop``
     stops it (`venetfilter.runtimes.lxc`)."""
     import os
+    import syslog
 
+    from ..errors import VenetfilterError
     from ..runtimes import lxc
-    from ._common import EXIT_OK, make_node, warn
+    from ._common import EXIT_OK, EXIT_SYSTEM, make_node, warn
 
     p = hooks.add_parser(
         "lxc", parents=parents, help="LXC: lxc.hook.start-host and lxc.hook.post-stop",
@@ -77,12 +79,25 @@ def _register_lxc(hooks: argparse._SubParsersAction[Any], parents: list[argparse
         help="what LXC appends to the hook line (with lxc.hook.version = 1: nothing, the environment says it)",
     )
 
+    def log(priority: int, message: str) -> None:
+        """Also to syslog: LXC logs a hook's stdout at debug level only, and loses its stderr."""
+        syslog.openlog("venetctl", syslog.LOG_PID, syslog.LOG_DAEMON)
+        syslog.syslog(priority, f"hook lxc: {message}")
+        syslog.closelog()
+
     def run_lxc(args: argparse.Namespace) -> int:
-        event = lxc.parse_event(args.lxc_args, os.environ, args.ctid)
-        result = lxc.run_hook(make_node(args), event)
+        try:
+            event = lxc.parse_event(args.lxc_args, os.environ, args.ctid)
+            result = lxc.run_hook(make_node(args), event)
+        except (VenetfilterError, OSError) as exc:
+            code = exc.exit_code if isinstance(exc, VenetfilterError) else EXIT_SYSTEM
+            log(syslog.LOG_ERR, f"LXC container {os.environ.get('LXC_NAME', '?')}: {exc} (exit {code})")
+            raise
         for message in result.warnings:
             warn(message)
-        print(result.message)  # LXC logs a hook's output at debug level
+            log(syslog.LOG_WARNING, message)
+        print(result.message)
+        log(syslog.LOG_INFO, result.message)
         return EXIT_OK
 
     p.set_defaults(func=run_lxc)

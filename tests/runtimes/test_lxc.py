@@ -1,0 +1,242 @@
+"""Real LXC containers (the ``busybox`` template) started with ``venetctl hook lxc``: the container
+reaches an outside host with its own addresses, IPv4 and IPv6, and nothing its root adds; a
+refused start leaves nothing behind; ``lxc-stop`` takes the link and the record away.
+
+Everything happens in namespaces made for the test: ``lxc-start`` runs inside the node namespace
+(``nsenter --net``, not ``ip netns exec``, which remounts /sys), so its hooks run there; each test
+has its own lxcpath (``-P``), so nothing lands in /var/lib/lxc. LXC's command socket is an abstract
+Unix socket, which belongs to a network namespace: every lxc-* command runs in the node namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import OUTSIDE_V4, OUTSIDE_V6, UPLINK_V4, UPLINK_V6, Stack, _wait_for_uplink, ip
+from tests.e2e.wire import Tap
+from venetfilter.errors import EXIT_ADDRESS_IN_USE, EXIT_NO_CONFIG, EXIT_RUNNING
+from venetfilter.host import apply_sysctls
+
+HOOK = f"{sys.executable} -m venetfilter.cli hook lxc"
+V4, V6 = "192.0.2.61", "2001:db8:61::61"
+SPOOFED_V4, SPOOFED_V6 = "192.0.2.99", "2001:db8:99::99"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("lxc-start") is None or shutil.which("busybox") is None,
+    reason="needs lxc and busybox-static (scripts/bootstrap installs them)",
+)
+
+
+class Lxc:
+    """LXC containers of one lxcpath, driven from the node namespace `netns`."""
+
+    def __init__(self, netns: str, lxcpath: Path, stack: Stack) -> None:
+        self.netns, self.lxcpath, self.stack = netns, lxcpath, stack
+        self.created: list[str] = []
+
+    def run(self, tool: str, name: str, *args: str, env: dict[str, str] | None = None,
+            timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        command = ["nsenter", f"--net=/run/netns/{self.netns}", tool, "-P", str(self.lxcpath), "-n", name, *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+
+    def create(self, name: str, hook_options: str = "") -> None:
+        """A busybox container with no LXC network and venetfilter's hooks for start-host and post-stop."""
+        config = self.lxcpath / f"{name}.conf"
+        self.lxcpath.mkdir(exist_ok=True)
+        config.write_text(
+            "lxc.net.0.type = empty\n"
+            f"lxc.hook.start-host = {HOOK} {hook_options}\n"
+            f"lxc.hook.post-stop = {HOOK} {hook_options}\n"
+        )
+        self.created.append(name)
+        result = self.run("lxc-create", name, "-t", "busybox", "-f", str(config))
+        assert result.returncode == 0, f"lxc-create {name}: {result.stderr}"
+
+    def start(self, name: str, *, env_dirs: bool = True) -> subprocess.CompletedProcess[str]:
+        """``lxc-start -d``; the state directories in the environment (the hooks inherit it) when `env_dirs`."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VENETFILTER_")}
+        if env_dirs:
+            env |= {"VENETFILTER_CONF_DIR": str(self.stack.conf_dir), "VENETFILTER_RUN_DIR": str(self.stack.run_dir)}
+        log = self.lxcpath / f"{name}.log"
+        log.unlink(missing_ok=True)
+        return self.run("lxc-start", name, "-d", "-o", str(log), "-l", "DEBUG", env=env)
+
+    def log(self, name: str) -> str:
+        return (self.lxcpath / f"{name}.log").read_text(errors="replace")
+
+    def hook_output(self, name: str, line: str, timeout: float = 10) -> None:
+        """Wait until LXC logged `line` as a hook's output (post-stop may end after lxc-stop returns)."""
+        deadline = time.monotonic() + timeout
+        while f"produced output: {line}" not in self.log(name):
+            assert time.monotonic() < deadline, f"no hook output {line!r} in LXC's log:\n{self.log(name)}"
+            time.sleep(0.05)
+
+    def pid(self, name: str) -> int | None:
+        result = self.run("lxc-info", name, "-p", "-H")
+        return int(result.stdout) if result.returncode == 0 and result.stdout.strip() else None
+
+    def state(self, name: str) -> str:
+        return self.run("lxc-info", name, "-s", "-H").stdout.strip()
+
+    def attach(self, name: str, *command: str, timeout: float = 15) -> subprocess.CompletedProcess[str]:
+        return self.run("lxc-attach", name, "--clear-env", "--", *command, timeout=timeout)
+
+    def stop(self, name: str) -> subprocess.CompletedProcess[str]:
+        return self.run("lxc-stop", name, "-t", "10")
+
+    def destroy_all(self) -> None:
+        for name in reversed(self.created):
+            self.run("lxc-stop", name, "-k")
+            self.run("lxc-destroy", name, "-f")
+
+
+@pytest.fixture
+def lxc(make_netns, tmp_path) -> Iterator[Lxc]:
+    """A hardware node namespace with an uplink to an outside host (as tests/e2e builds it), a
+    worker running in it, and an lxcpath of the test's own; everything removed afterwards."""
+    if os.geteuid() != 0:
+        pytest.fail("the LXC tests need root")
+    host, outside = make_netns("vfh"), make_netns("vfo")
+    stack = Stack(host, outside, {}, tmp_path / "conf", tmp_path / "run")
+    stack.run_dir.mkdir(mode=0o700)
+    ip("-n", host, "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", outside)
+    ip("-n", host, "addr", "add", f"{UPLINK_V4}/24", "dev", "up0")
+    ip("-n", host, "addr", "add", f"{UPLINK_V6}/64", "dev", "up0", "nodad")
+    ip("-n", host, "link", "set", "up0", "up")
+    ip("-n", outside, "addr", "add", f"{OUTSIDE_V4}/24", "dev", "eth0")
+    ip("-n", outside, "addr", "add", f"{OUTSIDE_V6}/64", "dev", "eth0", "nodad")
+    ip("-n", outside, "link", "set", "eth0", "up")
+    ip("-n", outside, "route", "add", "default", "via", UPLINK_V4)
+    ip("-n", outside, "-6", "route", "add", "default", "via", UPLINK_V6)
+    _wait_for_uplink(host)
+    apply_sysctls(host)
+    containers = Lxc(host, tmp_path / "lxc", stack)
+    try:
+        stack.start_worker()
+        yield containers
+    finally:
+        containers.destroy_all()
+        if stack.worker is not None:
+            stack.worker.kill()
+            stack.worker.wait()
+        node = stack.node()
+        for info in node.containers():
+            if info.running:
+                node.stop(info.ctid)
+
+
+def sources(frames: list[bytes]) -> set[str]:
+    """The source addresses of the IPv4 and IPv6 packets among Ethernet `frames`."""
+    found = set()
+    for frame in frames:
+        ethertype = int.from_bytes(frame[12:14], "big")
+        if ethertype == 0x0800 and len(frame) >= 34:
+            found.add(socket.inet_ntop(socket.AF_INET, frame[26:30]))
+        elif ethertype == 0x86DD and len(frame) >= 54:
+            found.add(socket.inet_ntop(socket.AF_INET6, frame[22:38]))
+    return found
+
+
+def ping(lxc: Lxc, name: str, destination: str, source: str | None = None) -> bool:
+    family = "-6" if ":" in destination else "-4"
+    command = ["ping", family, "-c", "1", "-W", "2", *(["-I", source] if source else []), destination]
+    result = lxc.attach(name, *command)
+    return result.returncode == 0
+
+
+def links(netns: str) -> set[str]:
+    out = subprocess.run(["ip", "-n", netns, "-j", "link", "show"], check=True, capture_output=True, text=True)
+    return {link["ifname"] for link in json.loads(out.stdout)}
+
+
+def test_lxc_container_reaches_the_outside_with_its_own_addresses_only(lxc):
+    stack = lxc.stack
+    stack.venetctl("set", "101", "--ipadd", V4, "--ipadd", V6, "--save")
+    lxc.create("101")  # the CTID is the container's name
+    started = lxc.start("101")
+    assert started.returncode == 0, f"lxc-start: {started.stderr}\n{lxc.log('101')}"
+    pid = lxc.pid("101")
+    assert pid is not None
+    lxc.hook_output("101", "LXC container 101: CT 101 started, link vnf101")
+    shown = json.loads(stack.venetctl("show", "101", "--json").stdout)
+    assert (shown["phase"], shown["netns"], shown["link"]) == ("running", f"/proc/{pid}/ns/net", "vnf101")
+    inside = lxc.attach("101", "ip", "addr", "show", "dev", "venet0").stdout
+    assert V4 in inside and V6 in inside, inside
+
+    # its own addresses reach the outside host (the tap there sees them as sources)
+    tap = Tap(stack.outside, "eth0")
+    assert ping(lxc, "101", OUTSIDE_V4) and ping(lxc, "101", OUTSIDE_V6)
+    # its root adds addresses it was not given and sends from them: nothing arrives
+    assert lxc.attach("101", "ip", "addr", "add", f"{SPOOFED_V4}/32", "dev", "venet0").returncode == 0
+    assert lxc.attach("101", "ip", "-6", "addr", "add", f"{SPOOFED_V6}/128", "dev", "venet0").returncode == 0
+    deadline = time.monotonic() + 5  # busybox ip has no nodad: until duplicate address detection is done
+    while "tentative" in lxc.attach("101", "ip", "-6", "addr", "show", "dev", "venet0").stdout:
+        assert time.monotonic() < deadline, "the added IPv6 address stays tentative"
+        time.sleep(0.1)
+    assert not ping(lxc, "101", OUTSIDE_V4, SPOOFED_V4)
+    assert not ping(lxc, "101", OUTSIDE_V6, SPOOFED_V6)
+    seen = sources(tap.read())
+    assert {V4, V6} <= seen, seen
+    assert not seen & {SPOOFED_V4, SPOOFED_V6}, seen
+
+    # a second LXC container given the same CTID is refused, and its post-stop (LXC runs it after
+    # the refused start) leaves the first one running
+    lxc.create("dup", "--ctid 101")
+    refused = lxc.start("dup")
+    assert refused.returncode != 0 and lxc.state("dup") == "STOPPED"
+    assert f"Script exited with status {EXIT_RUNNING}" in lxc.log("dup")
+    assert ping(lxc, "101", OUTSIDE_V4)
+
+    # lxc-stop runs post-stop (which finds the container stopped when the worker saw its link go
+    # first): no link, no record
+    stopped = lxc.stop("101")
+    assert stopped.returncode == 0, stopped.stderr
+    assert lxc.state("101") == "STOPPED"
+    lxc.hook_output("101", "LXC container 101: CT 101: ")
+    assert "vnf101" not in links(stack.host)
+    assert json.loads(stack.venetctl("show", "101", "--json").stdout)["phase"] == "stopped"
+    assert stack.node().runtime_state().containers == {}
+
+
+def test_lxc_refused_start_leaves_nothing_behind(lxc):
+    """A container whose name is no CTID, the CTID and the state directories on the hook line (no
+    environment): unknown CTID and address in use make lxc-start fail with the hook's exit code and
+    message in LXC's log, and leave no link, no record; once the config is right it starts."""
+    stack = lxc.stack
+    dirs = f"--conf-dir {stack.conf_dir} --run-dir {stack.run_dir}"
+    name = "frontend-web-01"  # 15 characters: not a CTID
+    lxc.create(name, f"--ctid 102 {dirs}")
+    before = links(stack.host)
+
+    refused = lxc.start(name, env_dirs=False)
+    assert refused.returncode != 0 and lxc.state(name) == "STOPPED"
+    log = lxc.log(name)
+    assert f"Script exited with status {EXIT_NO_CONFIG}" in log, log  # the reason: on syslog (test_lxc_hook.py)
+    assert links(stack.host) == before and stack.node().runtime_state().containers == {}
+
+    stack.venetctl("set", "101", "--ipadd", V4, "--save")
+    stack.conf_dir.joinpath("102.conf").write_text(f'IP_ADDRESS="{V4}"\n')  # 101's: set would refuse it
+    refused = lxc.start(name, env_dirs=False)
+    assert refused.returncode != 0 and lxc.state(name) == "STOPPED"
+    log = lxc.log(name)
+    assert f"Script exited with status {EXIT_ADDRESS_IN_USE}" in log, log
+    assert links(stack.host) == before and stack.node().runtime_state().containers == {}
+
+    stack.conf_dir.joinpath("102.conf").write_text('IP_ADDRESS="192.0.2.62"\n')
+    started = lxc.start(name, env_dirs=False)
+    assert started.returncode == 0, lxc.log(name)
+    assert "vnf102" in links(stack.host)
+    assert ping(lxc, name, OUTSIDE_V4)
+    assert lxc.stop(name).returncode == 0
+    lxc.hook_output(name, f"LXC container {name}: CT 102: ")
+    assert links(stack.host) == before and stack.node().runtime_state().containers == {}
