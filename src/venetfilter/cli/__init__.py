@@ -22,7 +22,7 @@ from ..errors import (
     UnknownContainerError,
     VenetfilterError,
 )
-from . import containers, hook, host, rules, worker
+from . import containers, hook, host, rules, service, worker
 from ._common import ArgumentParser, UsageError, add_common_options, error
 
 __all__ = ["REGISTRARS", "build_parser", "exit_code", "main"]
@@ -33,6 +33,7 @@ REGISTRARS: list[Callable[[argparse._SubParsersAction[ArgumentParser]], None]] =
     rules.register,
     worker.register,
     hook.register,
+    service.register,
 ]
 """The ``register(subparsers)`` function of every subcommand module, in help order."""
 
