@@ -249,3 +249,14 @@ def test_a_record_started_by_hand_is_never_the_hooks(node: Stack, make_netns) ->
         proc.wait()
     assert hook(node, ["oci"], state("stopped")).returncode == 0
     assert load_state(node.run_dir).containers["101"].netns == netns
+
+
+def test_poststop_of_a_refused_container_is_quiet(node: Stack) -> None:
+    """Whatever create refused (no annotation, a bad or unknown CTID) started nothing: poststop
+    exits 0 and says nothing. A state that is not one is still an error."""
+    for stdin in (state("stopped", ctid=None), state("stopped", ctid="../x"), state("stopped", ctid="0"),
+                  state("stopped", ctid="105")):
+        result = hook(node, ["oci"], stdin)
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), stdin
+    assert load_state(node.run_dir).containers == {}
+    _refused(node, b'{"status": "stopped"}', EXIT_INVALID, "has no container id")

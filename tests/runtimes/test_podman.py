@@ -170,6 +170,24 @@ def test_poststop_alone_cleans_up(node_stack: Stack, podman: Podman) -> None:
     assert leftovers(node_stack, "101") == []
 
 
+def test_detached_container_stopped_by_podman_stop(node_stack: Stack, podman: Podman) -> None:
+    """``podman run -d`` then ``podman stop``: poststop runs from conmon's cleanup command (podman
+    hands it the same options, the hooks directory included); no worker, so it alone cleans up."""
+    node_stack.node().set("101", OWN, save=True)
+    node_stack.stop_worker()
+    started = subprocess.run(podman.run("101", "sleep 30", "--detach"), capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stderr
+    record = load_state(node_stack.run_dir).containers["101"]
+    assert record.phase == "running" and record.netns == f"/proc/{_pid(podman, started.stdout.strip())}/ns/net"
+    stopped = subprocess.run(podman.command("stop", "--time", "0", started.stdout.strip()), capture_output=True,
+                             text=True, timeout=60)
+    assert stopped.returncode == 0, stopped.stderr
+    deadline = time.monotonic() + 10
+    while leftovers(node_stack, "101") and time.monotonic() < deadline:  # cleanup runs after stop returns
+        time.sleep(0.1)
+    assert leftovers(node_stack, "101") == []
+
+
 @pytest.mark.parametrize(
     ("ctid", "code", "message"),
     [
@@ -188,6 +206,12 @@ def test_refused_container_does_not_start(node_stack: Stack, podman: Podman, cti
     assert not (podman.rootfs / "ran").exists()
     assert leftovers(node_stack, ctid) == [] and load_state(node_stack.run_dir).containers == {}
     assert podman.containers() == []
+
+
+def _pid(podman: Podman, container: str) -> int:
+    result = subprocess.run(podman.command("inspect", "--format", "{{.State.Pid}}", container), capture_output=True,
+                            text=True, check=True)
+    return int(result.stdout)
 
 
 def _source(packet: bytes) -> str:
