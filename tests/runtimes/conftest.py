@@ -38,6 +38,8 @@ __all__ = [
 
 def build_node(make_netns, tmp_path: Path, *, uplink: bool = True, worker: bool = True) -> Stack:
     """A node namespace (sysctls applied), with the outside host on its uplink and a worker unless told not."""
+    if os.geteuid() != 0:
+        pytest.fail("the runtime hook tests need root (network namespaces, container runtimes)")
     stack = Stack(make_netns("vfh"), "", {}, tmp_path / "conf", tmp_path / "run")
     stack.conf_dir.mkdir()
     stack.run_dir.mkdir(mode=0o700)
@@ -95,12 +97,6 @@ def bare_node(make_netns, tmp_path) -> Iterator[Stack]:
         yield stack
     finally:
         teardown_node(stack)
-
-
-@pytest.fixture(autouse=True)
-def _root_only() -> None:
-    if os.geteuid() != 0:
-        pytest.fail("the runtime hook tests need root (network namespaces, container runtimes)")
 
 
 def hook(stack: Stack, runtime_args: Sequence[str], stdin: str | bytes | dict) -> subprocess.CompletedProcess[str]:

@@ -116,13 +116,13 @@ def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 20) -> N
 
 
 SCRIPT = f"""
+ip -o addr show dev venet0 >/venet0 && echo link=ok || echo link=fail
 touch /ready
 i=0; while [ ! -e /go ]; do sleep 0.05; i=$((i+1)); [ $i -gt 400 ] && exit 9; done
 ping -c 1 -W 2 {OUTSIDE_V4} >/dev/null && echo own4=ok || echo own4=fail
 ping -c 1 -W 2 {OUTSIDE_V6} >/dev/null && echo own6=ok || echo own6=fail
 ip addr add {SPOOFED[0]}/32 dev venet0 && echo added4=ok
 ip addr add {SPOOFED[1]}/128 dev venet0 && echo added6=ok
-ip -6 addr show dev venet0 >&2
 ping -c 2 -W 1 -I {SPOOFED[0]} {OUTSIDE_V4} >/dev/null && echo spoofed4=ok || echo spoofed4=fail
 ping -c 2 -W 1 -I {SPOOFED[1]} {OUTSIDE_V6} >/dev/null && echo spoofed6=ok || echo spoofed6=fail
 """
@@ -132,14 +132,16 @@ def test_container_reaches_outside_with_its_own_addresses_only(node_stack: Stack
     node_stack.node().set("101", OWN, save=True)
     sources = set(OWN) | set(SPOOFED)
     sniffer = Sniffer(node_stack.outside, "eth0", lambda p: _source(p) in sources)
+    sent: Sniffer | None = None
     proc = subprocess.Popen(podman.run("101", SCRIPT, "--cap-add", "NET_ADMIN,NET_RAW"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(podman.rootfs / "ready", proc)
-        # the hook ran before the container's process: its link is up, recorded in its namespace
+        # the link is recorded in the namespace of the container's process, which start did not create
         record = load_state(node_stack.run_dir).containers["101"]
-        assert record.phase == "running" and record.netns is not None and record.netns.startswith("/proc/")
-        assert not record.netns_created
+        (container,) = podman.containers()
+        netns = f"/proc/{_pid(podman, container)}/ns/net"
+        assert (record.phase, record.netns, record.netns_created) == ("running", netns, False)
         assert "link vnf101" in leftovers(node_stack, "101")
         sent = Sniffer(node_stack.host, "vnf101", lambda p: _source(p) in sources)  # what the container sends
         (podman.rootfs / "go").touch()
@@ -149,10 +151,15 @@ def test_container_reaches_outside_with_its_own_addresses_only(node_stack: Stack
             proc.kill()
             proc.communicate()
         seen = sniffer.close()
+        left = sent.close() if sent is not None else []
     assert proc.returncode == 0, err
+    # the container's first command found venet0 with its addresses: the hook ran before it
+    inside = (podman.rootfs / "venet0").read_text()
+    assert OWN[0] in inside and OWN[1] in inside
     results = dict(line.split("=", 1) for line in out.split() if "=" in line)
-    assert results == {"own4": "ok", "own6": "ok", "added4": "ok", "added6": "ok", "spoofed4": "fail", "spoofed6": "fail"}, err
-    assert {_source(p) for p in sent.close()} == sources  # the spoofed pings did leave the container
+    assert results == {"link": "ok", "own4": "ok", "own6": "ok", "added4": "ok", "added6": "ok",
+                       "spoofed4": "fail", "spoofed6": "fail"}, err
+    assert {_source(p) for p in left} == sources  # the spoofed pings did leave the container
     arrived = {_source(p) for p in seen}
     assert arrived == set(OWN), f"the outside host saw packets from {sorted(arrived)}"
     # the container exited: podman's poststop hook (or the worker, first) left nothing of it
@@ -195,7 +202,9 @@ def test_detached_container_stopped_by_podman_stop(node_stack: Stack, podman: Po
         ("106", EXIT_ADDRESS_IN_USE, f"venetctl: Unable to add IP {OWN[0]}: Address already in use by container 101"),
     ],
 )
-def test_refused_container_does_not_start(node_stack: Stack, podman: Podman, ctid: str, code: int, message: str) -> None:
+def test_refused_container_does_not_start(
+    node_stack: Stack, podman: Podman, ctid: str, code: int, message: str
+) -> None:
     """An unknown CTID, or one whose address another container has: podman fails, the hook's exit
     code and message in its error, the container's command never runs, nothing is left."""
     node_stack.node().set("101", OWN, save=True)
