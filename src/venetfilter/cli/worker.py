@@ -85,7 +85,8 @@ def run_worker(args: argparse.Namespace) -> int:
     node = read_node_config(args.conf_dir or default_conf_dir())
     with contextlib.suppress(ValueError, OSError):  # no real stderr (embedded, captured): no dump
         faulthandler.enable()  # a crash in C code leaves every thread's stack in the log
-    logging.basicConfig(level=_LEVELS[min(args.verbose, 2)], handlers=[log_handler(args.log_format)])
+    logging.basicConfig(level=logging.WARNING, handlers=[log_handler(args.log_format)])  # libraries: warnings
+    logging.getLogger("venetfilter").setLevel(_LEVELS[min(args.verbose, 2)])
     if args.netns:
         enter_netns(args.netns)
     worker = Worker(WorkerOptions(
