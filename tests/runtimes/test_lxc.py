@@ -24,7 +24,7 @@ import pytest
 
 from tests.e2e.conftest import OUTSIDE_V4, OUTSIDE_V6, UPLINK_V4, UPLINK_V6, Stack, _wait_for_uplink, ip
 from tests.e2e.wire import Tap
-from venetfilter.errors import EXIT_ADDRESS_IN_USE, EXIT_NO_CONFIG, EXIT_RUNNING
+from venetfilter.errors import EXIT_ADDRESS_IN_USE, EXIT_INVALID, EXIT_NO_CONFIG, EXIT_RUNNING
 from venetfilter.host import apply_sysctls
 
 HOOK = f"{sys.executable} -m venetfilter.cli hook lxc"
@@ -49,12 +49,13 @@ class Lxc:
         command = ["nsenter", f"--net=/run/netns/{self.netns}", tool, "-P", str(self.lxcpath), "-n", name, *args]
         return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
 
-    def create(self, name: str, hook_options: str = "") -> None:
-        """A busybox container with no LXC network and venetfilter's hooks for start-host and post-stop."""
+    def create(self, name: str, hook_options: str = "", net: str = "empty") -> None:
+        """A busybox container with no LXC network (`net` ``empty``) and venetfilter's hooks for
+        start-host and post-stop."""
         config = self.lxcpath / f"{name}.conf"
         self.lxcpath.mkdir(exist_ok=True)
         config.write_text(
-            "lxc.net.0.type = empty\n"
+            f"lxc.net.0.type = {net}\n"
             f"lxc.hook.start-host = {HOOK} {hook_options}\n"
             f"lxc.hook.post-stop = {HOOK} {hook_options}\n"
         )
@@ -75,9 +76,10 @@ class Lxc:
         return (self.lxcpath / f"{name}.log").read_text(errors="replace")
 
     def hook_output(self, name: str, line: str, timeout: float = 10) -> None:
-        """Wait until LXC logged `line` as a hook's output (post-stop may end after lxc-stop returns)."""
+        """Wait until LXC logged `line` of a hook's output, at debug level (post-stop may end after
+        lxc-stop returns)."""
         deadline = time.monotonic() + timeout
-        while f"produced output: {line}" not in self.log(name):
+        while line not in self.log(name):
             assert time.monotonic() < deadline, f"no hook output {line!r} in LXC's log:\n{self.log(name)}"
             time.sleep(0.05)
 
@@ -210,8 +212,9 @@ def test_lxc_container_reaches_the_outside_with_its_own_addresses_only(lxc):
 
 def test_lxc_refused_start_leaves_nothing_behind(lxc):
     """A container whose name is no CTID, the CTID and the state directories on the hook line (no
-    environment): unknown CTID and address in use make lxc-start fail with the hook's exit code and
-    message in LXC's log, and leave no link, no record; once the config is right it starts."""
+    environment): unknown CTID, address in use and the node's own namespace (``lxc.net.0.type =
+    none``) make lxc-start fail with the hook's exit code in LXC's log, and leave no link, no record;
+    once the config is right it starts."""
     stack = lxc.stack
     dirs = f"--conf-dir {stack.conf_dir} --run-dir {stack.run_dir}"
     name = "frontend-web-01"  # 15 characters: not a CTID
@@ -221,7 +224,8 @@ def test_lxc_refused_start_leaves_nothing_behind(lxc):
     refused = lxc.start(name, env_dirs=False)
     assert refused.returncode != 0 and lxc.state(name) == "STOPPED"
     log = lxc.log(name)
-    assert f"Script exited with status {EXIT_NO_CONFIG}" in log, log  # the reason: on syslog (test_lxc_hook.py)
+    assert f"Script exited with status {EXIT_NO_CONFIG}" in log, log
+    assert "container 102 does not exist: no config file and not running" in log, log
     assert links(stack.host) == before and stack.node().runtime_state().containers == {}
 
     stack.venetctl("set", "101", "--ipadd", V4, "--save")
@@ -233,6 +237,13 @@ def test_lxc_refused_start_leaves_nothing_behind(lxc):
     assert links(stack.host) == before and stack.node().runtime_state().containers == {}
 
     stack.conf_dir.joinpath("102.conf").write_text('IP_ADDRESS="192.0.2.62"\n')
+    # 'none' instead of 'empty': the container would run in the node's own namespace
+    lxc.create("shared", f"--ctid 102 {dirs}", net="none")
+    refused = lxc.start("shared", env_dirs=False)
+    assert refused.returncode != 0 and lxc.state("shared") == "STOPPED"
+    assert f"Script exited with status {EXIT_INVALID}" in lxc.log("shared")
+    assert links(stack.host) == before and stack.node().runtime_state().containers == {}
+
     started = lxc.start(name, env_dirs=False)
     assert started.returncode == 0, lxc.log(name)
     assert "vnf102" in links(stack.host)

@@ -131,20 +131,22 @@ def node(make_netns, tmp_path) -> Iterator[Node]:
 
 @pytest.fixture
 def sleeper(make_netns) -> Iterator:
-    """Start processes that stand for a container's init, each in a new namespace of its own."""
+    """Start processes that stand for a container's init, each in a new namespace of its own (or in
+    the one given); ``sleeper.processes`` lists them."""
     processes: list[subprocess.Popen] = []
 
-    def start() -> int:
-        netns = make_netns("vfs")
+    def start(netns: str | None = None) -> int:
+        netns = netns or make_netns("vfs")
         process = subprocess.Popen(["ip", "netns", "exec", netns, "sleep", "60"])
         processes.append(process)
         deadline = time.monotonic() + 5
-        while os.readlink(f"/proc/{process.pid}/ns/net") == os.readlink("/proc/self/ns/net"):
+        while os.stat(f"/proc/{process.pid}/ns/net").st_ino != os.stat(f"/run/netns/{netns}").st_ino:
             if time.monotonic() > deadline:
                 raise AssertionError("the sleeper did not enter its namespace")
             time.sleep(0.01)
         return process.pid
 
+    start.processes = processes  # type: ignore[attr-defined]
     yield start
     for process in processes:
         process.kill()
@@ -225,7 +227,7 @@ def test_refused_start_leaves_nothing_behind(node, sleeper, case, config, code, 
 
 
 def test_what_the_hook_does_goes_to_syslog(node, sleeper, tmp_path):
-    """LXC keeps a hook's stdout for its debug log and loses its stderr: the hook also tells syslog
+    """LXC keeps what a hook prints for its debug log only: the hook also tells syslog
     (facility daemon, ident venetctl), a refusal at priority err. /dev/log is faked in a mount
     namespace of the hook's own."""
     pid = sleeper()
@@ -252,3 +254,42 @@ def test_what_the_hook_does_goes_to_syslog(node, sleeper, tmp_path):
         message = log.recv(4096).decode()
         assert message.startswith("<30>"), message  # daemon.info
         assert message.endswith("hook lxc: LXC container 102: CT 102: Container is not running"), message
+
+
+@pytest.mark.parametrize("case", ["the node's namespace", "a veth of its own"])
+def test_a_namespace_that_is_not_bare_is_refused(node, sleeper, make_netns, case):
+    """``lxc.net.0.type = none`` runs the container in the node's namespace; ``veth`` gives it a link
+    that bypasses venet: either way the start is refused and nothing is changed."""
+    assert node.venetctl("set", "101", "--ipadd", "192.0.2.71", "--save").returncode == 0
+    if case == "the node's namespace":
+        pid = sleeper(node.netns)
+        message = "the container shares the host's network namespace"
+    else:
+        netns = make_netns("vfs")
+        subprocess.run(["ip", "-n", node.netns, "link", "add", "vethX", "type", "veth", "peer", "name", "eth0",
+                        "netns", netns], check=True)
+        pid = sleeper(netns)
+        message = "the container's network namespace already has eth0, which venetfilter would not filter"
+    before = node.links()
+    result = node.hook("101", "start-host", pid)
+    assert result.returncode == EXIT_INVALID, result
+    assert result.stderr == (f"venetctl: {message}: give it 'lxc.net.0.type = empty' and no other lxc.net.N "
+                             "('none' shares the host's namespace)\n")
+    assert node.state() == {} and node.links() == before
+
+
+def test_a_record_left_by_a_gone_container_is_stopped_first(node, sleeper):
+    """An LXC container killed without its post-stop (the monitor killed too) and no worker to
+    notice: its next start-host finds the record of a gone process and replaces it."""
+    assert node.venetctl("set", "101", "--ipadd", "192.0.2.72", "--save").returncode == 0
+    first = sleeper()
+    assert node.hook("101", "start-host", first).returncode == 0
+    sleeper.processes[0].kill()
+    sleeper.processes[0].wait()
+    second = sleeper()
+    result = node.hook("101", "start-host", second)
+    assert result.returncode == 0, result.stderr
+    assert "container 101 was left running by an LXC container that is gone: stopped first" in result.stderr
+    assert node.state()["101"]["netns"] == f"/proc/{second}/ns/net"
+    assert node.hook("101", "post-stop", second).returncode == 0
+    assert node.state() == {}

@@ -80,7 +80,7 @@ def _register_lxc(hooks: argparse._SubParsersAction[Any], parents: list[argparse
     )
 
     def log(priority: int, message: str) -> None:
-        """Also to syslog: LXC logs a hook's stdout at debug level only, and loses its stderr."""
+        """Also to syslog: LXC logs what a hook prints at debug level only, so by default not at all."""
         syslog.openlog("venetctl", syslog.LOG_PID, syslog.LOG_DAEMON)
         syslog.syslog(priority, f"hook lxc: {message}")
         syslog.closelog()

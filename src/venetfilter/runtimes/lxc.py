@@ -26,17 +26,22 @@ LXC containers given the same CTID: the second one's failed start must not stop 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..config.ctid import CTID_MAX_LENGTH, is_valid_ctid, validate_ctid
+from ..config.runtime import RunningContainer
+from ..config.store import global_lock
 from ..errors import InvalidContainerError, InvalidOptionError, UnknownContainerError
+from ..host import open_iproute
 from ..lifecycle import Node
 from ..lifecycle.node import NOT_RUNNING_MESSAGE, StartResult, StopResult
-from ..netns import NETNS_DIR
+from ._netns import check_bare_netns
 
 __all__ = [
     "HOOK_TYPES",
+    "NETWORK_HINT",
     "POST_STOP",
     "START_HOST",
     "LxcEvent",
@@ -48,8 +53,10 @@ __all__ = [
 START_HOST = "start-host"
 POST_STOP = "post-stop"
 HOOK_TYPES = (START_HOST, POST_STOP)
+NETWORK_HINT = "give it 'lxc.net.0.type = empty' and no other lxc.net.N ('none' shares the host's namespace)"
 _SECTION = "lxc"
 _USAGE = "use it as lxc.hook.start-host and lxc.hook.post-stop"
+_PID_NETNS = re.compile(r"/proc/([1-9][0-9]*)/ns/net")
 
 
 @dataclass(frozen=True)
@@ -119,7 +126,8 @@ def parse_event(args: Sequence[str], environ: Mapping[str, str], ctid: str | Non
                 f"'_', '-', '.'): give one in the hook line, 'venetctl hook lxc --ctid CTID'"
             )
         ctid = name
-    validate_ctid(ctid)
+    if validate_ctid(ctid).lstrip("0") == "":
+        raise InvalidContainerError(f"invalid container id {ctid!r}: CT 0 is the hardware node itself")
     pid = _pid(environ.get("LXC_PID"), required=hook_type == START_HOST)
     return LxcEvent(hook_type, name, ctid, pid)
 
@@ -137,42 +145,63 @@ def _pid(text: str | None, *, required: bool) -> int | None:
 def run_hook(node: Node, event: LxcEvent) -> LxcHookResult:
     """Start (start-host) or stop (post-stop) `event`'s container on `node`.
 
-    start-host raises what `Node.start` raises, with nothing left behind. post-stop never fails for
-    a container that is not running, and leaves alone a CTID whose link is in another live namespace.
+    start-host refuses a namespace that is the host's (``lxc.net.0.type = none``) or has a link of
+    its own (a veth LXC made), stops first a record that a gone LXC container left (its process or
+    its link gone, no worker to notice), and raises what `Node.start` raises; after a refusal
+    nothing is left behind. post-stop never fails for a container that is not running, and stops
+    only a record this container (or a gone one) made.
     """
     if event.hook_type == START_HOST:
-        if event.netns is None or not os.path.exists(event.netns):
-            raise InvalidOptionError(f"LXC_PID={event.pid}: no such process, the container's init is gone")
-        result = node.start(event.ctid, netns=event.netns)
-        record = result.record
-        addresses = " ".join(str(a) for a in record.addresses) or "no addresses"
-        message = (f"LXC container {event.name}: CT {event.ctid} started, link {record.link} "
-                   f"(ifindex {record.ifindex}), {addresses}")
-        return LxcHookResult(event, started=result, message=message, warnings=result.warnings)
-    record = node.runtime_state().containers.get(event.ctid)
-    if record is not None and not _ours(record.netns, event):
-        return LxcHookResult(
-            event, message=f"LXC container {event.name}: CT {event.ctid} left alone",
-            warnings=(f"CT {event.ctid} runs in network namespace {record.netns}, not in LXC container "
-                      f"{event.name}'s ({event.netns or 'LXC_PID not set'}): its network was not stopped",),
-        )
-    try:
-        stopped = node.stop(event.ctid)
-    except UnknownContainerError:  # a start-host refused for it: nothing was ever started
-        return LxcHookResult(event, message=f"LXC container {event.name}: CT {event.ctid}: {NOT_RUNNING_MESSAGE}")
-    message = f"LXC container {event.name}: CT {event.ctid}: {stopped.message or 'network stopped'}"
-    return LxcHookResult(event, stopped=stopped, message=message, warnings=stopped.warnings)
+        return _start(node, event)
+    return _stop(node, event)
 
 
-def _ours(netns: str | None, event: LxcEvent) -> bool:
-    """True when a record's namespace is `event`'s container's, or gone (nobody else's then)."""
-    if netns is not None and netns == event.netns:
+def _start(node: Node, event: LxcEvent) -> LxcHookResult:
+    netns = event.netns
+    if netns is None or not os.path.exists(netns):
+        raise InvalidOptionError(f"LXC_PID={event.pid}: no such process, the container's init is gone")
+    check_bare_netns(netns, node.host_netns, NETWORK_HINT)
+    warnings: list[str] = []
+    with global_lock(node.run_dir):
+        record = node.runtime_state().containers.get(event.ctid)
+        if record is not None and _owned(node, record, None):
+            node.stop(event.ctid)
+            warnings.append(f"container {event.ctid} was left running by an LXC container that is gone: stopped first")
+        result = node.start(event.ctid, netns=netns)
+    record = result.record
+    addresses = " ".join(str(a) for a in record.addresses) or "no addresses"
+    message = (f"LXC container {event.name}: CT {event.ctid} started, link {record.link} "
+               f"(ifindex {record.ifindex}), {addresses}")
+    return LxcHookResult(event, started=result, message=message, warnings=(*warnings, *result.warnings))
+
+
+def _stop(node: Node, event: LxcEvent) -> LxcHookResult:
+    prefix = f"LXC container {event.name}: CT {event.ctid}"
+    with global_lock(node.run_dir):
+        record = node.runtime_state().containers.get(event.ctid)
+        if record is not None and not _owned(node, record, event.pid):
+            return LxcHookResult(
+                event, message=f"{prefix}: left alone",
+                warnings=(f"CT {event.ctid} runs in network namespace {record.netns}, not in LXC container "
+                          f"{event.name}'s ({event.netns or 'LXC_PID not set'}): its network was not stopped",),
+            )
+        try:
+            stopped = node.stop(event.ctid)
+        except UnknownContainerError:  # a start-host refused for it: nothing was ever started
+            return LxcHookResult(event, message=f"{prefix}: {NOT_RUNNING_MESSAGE}")
+    # its warnings say that the link went with the container's namespace: as expected here
+    return LxcHookResult(event, stopped=stopped, message=f"{prefix}: {stopped.message or 'network stopped'}")
+
+
+def _owned(node: Node, record: RunningContainer, pid: int | None) -> bool:
+    """True when `record` was made by a hook for the process `pid`, or for one that is gone, or its
+    link is gone: a record that the LXC container that ran as `pid` (or nobody) owns. A record
+    started by hand (``venetctl start --netns NAME``) is never the hook's."""
+    match = _PID_NETNS.fullmatch(record.netns or "")
+    if match is None:
+        return False
+    if int(match[1]) == pid or not os.path.exists(f"/proc/{match[1]}"):
         return True
-    return netns is None or not os.path.exists(_path(netns))
-
-
-def _path(netns: str) -> str:
-    """A record's namespace (NAME, PATH or PID) as a path, without checking that it exists."""
-    if netns.isdigit():
-        return f"/proc/{netns}/ns/net"
-    return netns if netns.startswith("/") else os.path.join(NETNS_DIR, netns)
+    with open_iproute(node.host_netns) as ipr:
+        links = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.link("dump")}
+    return links.get(record.ifindex) != record.link
