@@ -22,7 +22,7 @@ from ..errors import (
     UnknownContainerError,
     VenetfilterError,
 )
-from . import containers, hook, host, rules, service, worker
+from . import containers, docs, hook, host, rules, service, worker
 from ._common import ArgumentParser, UsageError, add_common_options, error
 
 __all__ = ["REGISTRARS", "build_parser", "exit_code", "main"]
@@ -34,6 +34,7 @@ REGISTRARS: list[Callable[[argparse._SubParsersAction[ArgumentParser]], None]] =
     worker.register,
     hook.register,
     service.register,
+    docs.register,
 ]
 """The ``register(subparsers)`` function of every subcommand module, in help order."""
 
