@@ -27,6 +27,8 @@ from tests.e2e.wire import Tap
 from venetfilter.errors import EXIT_ADDRESS_IN_USE, EXIT_INVALID, EXIT_NO_CONFIG, EXIT_RUNNING
 from venetfilter.host import apply_sysctls
 
+SNIPPET = Path(__file__).parents[2] / "contrib" / "lxc" / "venetfilter.conf"
+SHIPPED_HOOK = "/usr/local/bin/venetctl hook lxc"
 HOOK = f"{sys.executable} -m venetfilter.cli hook lxc"
 V4, V6 = "192.0.2.61", "2001:db8:61::61"
 SPOOFED_V4, SPOOFED_V6 = "192.0.2.99", "2001:db8:99::99"
@@ -50,15 +52,14 @@ class Lxc:
         return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
 
     def create(self, name: str, hook_options: str = "", net: str = "empty") -> None:
-        """A busybox container with no LXC network (`net` ``empty``) and venetfilter's hooks for
-        start-host and post-stop."""
+        """A busybox container made with the shipped config snippet (contrib/lxc/venetfilter.conf),
+        venetctl's path and `hook_options` put in its hook lines, `net` its ``lxc.net.0.type``."""
+        shipped = SNIPPET.read_text()
+        assert shipped.count(SHIPPED_HOOK) == 2 and shipped.count("lxc.net.0.type = empty\n") == 1
         config = self.lxcpath / f"{name}.conf"
         self.lxcpath.mkdir(exist_ok=True)
-        config.write_text(
-            f"lxc.net.0.type = {net}\n"
-            f"lxc.hook.start-host = {HOOK} {hook_options}\n"
-            f"lxc.hook.post-stop = {HOOK} {hook_options}\n"
-        )
+        config.write_text(shipped.replace(SHIPPED_HOOK, f"{HOOK} {hook_options}".strip())
+                          .replace("lxc.net.0.type = empty", f"lxc.net.0.type = {net}"))
         self.created.append(name)
         result = self.run("lxc-create", name, "-t", "busybox", "-f", str(config))
         assert result.returncode == 0, f"lxc-create {name}: {result.stderr}"
