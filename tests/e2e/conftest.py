@@ -99,10 +99,12 @@ def build(make_netns, tmp_path: Path, *, mode: str = "default", fail_open: bool 
     ip("-n", host, "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", outside)
     ip("-n", host, "addr", "add", f"{UPLINK_V4}/24", "dev", "up0")
     ip("-n", host, "addr", "add", f"{UPLINK_V6}/64", "dev", "up0", "nodad")
-    ip("-n", host, "link", "set", "up0", "up")
     ip("-n", outside, "addr", "add", f"{OUTSIDE_V4}/24", "dev", "eth0")
     ip("-n", outside, "addr", "add", f"{OUTSIDE_V6}/64", "dev", "eth0", "nodad")
     ip("-n", outside, "link", "set", "eth0", "up")
+    # the node's end last: its first neighbour solicitation then finds the other end up (else it is
+    # lost and IPv6 waits a whole retransmission second)
+    ip("-n", host, "link", "set", "up0", "up")
     ip("-n", outside, "route", "add", "default", "via", UPLINK_V4)
     ip("-n", outside, "-6", "route", "add", "default", "via", UPLINK_V6)
     _wait_for_uplink(host)
