@@ -150,9 +150,10 @@ def sources(frames: list[bytes]) -> set[str]:
     return found
 
 
-def ping(lxc: Lxc, name: str, destination: str, source: str | None = None) -> bool:
+def ping(lxc: Lxc, name: str, destination: str, source: str | None = None, wait: int = 2) -> bool:
+    """busybox ping inside the container; True when the reply came."""
     family = "-6" if ":" in destination else "-4"
-    command = ["ping", family, "-c", "1", "-W", "2", *(["-I", source] if source else []), destination]
+    command = ["ping", family, "-c", "1", "-W", str(wait), *(["-I", source] if source else []), destination]
     result = lxc.attach(name, *command)
     return result.returncode == 0
 
@@ -186,8 +187,8 @@ def test_lxc_container_reaches_the_outside_with_its_own_addresses_only(lxc):
     while "tentative" in lxc.attach("101", "ip", "-6", "addr", "show", "dev", "venet0").stdout:
         assert time.monotonic() < deadline, "the added IPv6 address stays tentative"
         time.sleep(0.1)
-    assert not ping(lxc, "101", OUTSIDE_V4, SPOOFED_V4)
-    assert not ping(lxc, "101", OUTSIDE_V6, SPOOFED_V6)
+    assert not ping(lxc, "101", OUTSIDE_V4, SPOOFED_V4, wait=1)  # what counts is what the tap saw
+    assert not ping(lxc, "101", OUTSIDE_V6, SPOOFED_V6, wait=1)
     seen = sources(tap.read())
     assert {V4, V6} <= seen, seen
     assert not seen & {SPOOFED_V4, SPOOFED_V6}, seen
@@ -199,6 +200,16 @@ def test_lxc_container_reaches_the_outside_with_its_own_addresses_only(lxc):
     assert refused.returncode != 0 and lxc.state("dup") == "STOPPED"
     assert f"Script exited with status {EXIT_RUNNING}" in lxc.log("dup")
     assert ping(lxc, "101", OUTSIDE_V4)
+
+    # a reboot (lxc-stop -r) runs post-stop, then start-host for the new init: the link follows it
+    assert lxc.run("lxc-stop", "101", "-r", "-t", "10").returncode == 0
+    deadline = time.monotonic() + 15
+    while lxc.pid("101") in (pid, None) or stack.node().runtime_state().containers.get("101") is None:
+        assert time.monotonic() < deadline, "the container did not come back from its reboot"
+        time.sleep(0.1)
+    rebooted = lxc.pid("101")
+    assert stack.node().runtime_state().containers["101"].netns == f"/proc/{rebooted}/ns/net"
+    assert ping(lxc, "101", OUTSIDE_V4) and ping(lxc, "101", OUTSIDE_V6)
 
     # lxc-stop runs post-stop (which finds the container stopped when the worker saw its link go
     # first): no link, no record
