@@ -16,11 +16,13 @@ of ``lxc-start`` (``VENETFILTER_CONF_DIR`` / ``VENETFILTER_RUN_DIR`` included).
 
 The CTID is the container's name, unless the hook line gives one (``venetctl hook lxc --ctid 101``),
 for names that are not valid CTIDs (more than 12 characters, spaces, ...). A refusal (unknown or bad
-CTID, address in use, no ``LXC_PID``) raises a `venetfilter.errors.VenetfilterError` whose
-`exit_code` LXC logs ("Script exited with status N") before it aborts the start; `Node.start` leaves
-nothing behind. A post-stop of a container that is not running succeeds (LXC runs post-stop after a
-refused start too), and never stops a CTID whose link lives in another process's namespace (two
-LXC containers given the same CTID: the second one's failed start must not stop the first).
+CTID, address in use, CTID running already, no ``LXC_PID``, a namespace that is the node's or has a
+link of its own) raises a `venetfilter.errors.VenetfilterError` whose `exit_code` LXC logs ("Script
+exited with status N") before it aborts the start; nothing is left behind. A post-stop of a
+container that is not running succeeds (LXC runs post-stop after a refused start too), and never
+stops a CTID whose link lives in another live process's namespace (two LXC containers given the
+same CTID: the second one's failed start must not stop the first). A record that a gone LXC
+container left (killed with its monitor, no worker to notice) is stopped by the next start-host.
 """
 
 from __future__ import annotations
