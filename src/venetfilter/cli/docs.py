@@ -83,9 +83,11 @@ def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = (), help: 
     sub = _subparsers(parser)
     if sub is not None:
         helps = {a.dest: a.help or "" for a in sub._choices_actions}
+        seen: set[int] = set()
         for name, child in sub.choices.items():
-            if child is not None and name in helps:  # aliases have no help entry of their own
-                command.subcommands.append(commands(child, (*path, name), helps[name]))
+            if id(child) not in seen:  # an alias is the same parser under another name
+                seen.add(id(child))
+                command.subcommands.append(commands(child, (*path, name), helps.get(name, "")))
     return command
 
 
@@ -116,6 +118,8 @@ def _consumes_next_word(action: argparse.Action) -> bool:
 
 
 def _metavar(action: argparse.Action) -> str:
+    if isinstance(action.metavar, tuple):
+        return " ".join(action.metavar)
     if action.metavar is not None:
         return str(action.metavar)
     if action.choices is not None:
