@@ -6,6 +6,7 @@ import errno
 import os
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_NOARP, IFF_UP
@@ -139,6 +140,16 @@ def test_an_existing_namespace_is_used_and_left_as_found(lan: Lan, ctid: str, ba
     assert netns_exists(bare_netns) and not netns_exists(default_netns_name(ctid))
     assert snapshot(lan.node) == node_before
     assert snapshot(bare_netns) == ct_before
+
+
+def test_stop_leaves_another_namespace_s_loopback_alone(lan: Lan, ctid: str, bare_netns: str, make_netns) -> None:
+    """A record naming /proc/PID/ns/net may, once the container is gone and its pid reused, name
+    another process's namespace: stop must not take that namespace's lo down."""
+    network = start(ctid, [CT4], netns=bare_netns, host_netns=lan.node)
+    assert network.loopback_raised
+    other = make_netns()  # lo up, like any live namespace a reused pid could name
+    stop(replace(network, netns=other))
+    assert ",UP" in ip(other, "link", "show", "dev", "lo")
 
 
 def test_the_host_namespace_cannot_be_the_container_namespace(lan: Lan, ctid: str) -> None:

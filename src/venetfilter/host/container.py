@@ -283,6 +283,18 @@ def network_of(
     )
 
 
+def _holds_peer(netns: str, host_index: int) -> bool:
+    """Whether `netns` holds ``venet0`` whose veth peer is the host's link `host_index`."""
+    if not netns_exists(netns):
+        return False
+    try:
+        with open_iproute(netns) as container:
+            links: Any = container.get_links(ifname=CONTAINER_IFNAME)
+    except (OSError, HostNetworkError):
+        return False
+    return any(link.get_attr("IFLA_LINK") == host_index for link in links)
+
+
 def stop(network: ContainerNetwork, step: Step = _no_step) -> bool:
     """Undo `start`: proxy entries, the link (its host routes go with it), and the namespace if
     `start` created it (else its ``lo`` as it was). What is already gone is skipped; returns False
@@ -301,6 +313,12 @@ def stop(network: ContainerNetwork, step: Step = _no_step) -> bool:
             if index is not None:
                 batch.delete("route", address, index)
         found = index is not None or any(op.kind == "proxy" for op in batch.ops)
+        # the container's lo is put back only in the namespace that holds this link's peer: a
+        # /proc/PID/ns/net path may name another process's namespace once the container is gone
+        restore_loopback = (
+            not network.netns_created and network.loopback_raised and index is not None
+            and _holds_peer(network.netns, index)
+        )
         _raise_failures(batch.run(network.host_netns, missing_ok=True))
         step("proxies")
         if index is not None:
@@ -309,7 +327,7 @@ def stop(network: ContainerNetwork, step: Step = _no_step) -> bool:
     if network.netns_created and netns_exists(network.netns):
         found = True
         remove_netns(network.netns)
-    elif found and network.loopback_raised and netns_exists(network.netns):
+    elif restore_loopback and netns_exists(network.netns):
         with open_iproute(network.netns) as container:
             set_loopback_down(container, network.loopback_address_added)
     step("netns")
