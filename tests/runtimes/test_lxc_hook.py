@@ -92,7 +92,7 @@ def test_post_stop_of_a_stopped_container_exits_0(venetctl):
 
 
 @dataclass
-class Node:
+class HookNode:
     """A node namespace and the state directories; `hook` runs venetctl hook lxc in the node with
     the LXC environment given (a subprocess: what LXC does)."""
 
@@ -120,10 +120,10 @@ class Node:
 
 
 @pytest.fixture
-def node(make_netns, tmp_path) -> Iterator[Node]:
+def node(make_netns, tmp_path) -> Iterator[HookNode]:
     if os.geteuid() != 0:
         pytest.fail("the LXC hook tests need root (network namespaces)")
-    built = Node(make_netns("vfl"), tmp_path / "conf", tmp_path / "run")
+    built = HookNode(make_netns("vfl"), tmp_path / "conf", tmp_path / "run")
     yield built
     for ctid in list(built.state()):
         built.venetctl("stop", ctid)
@@ -209,7 +209,8 @@ def test_hook_version_1_and_directories_on_the_hook_line(node, sleeper, tmp_path
         ("unknown CTID", None, EXIT_NO_CONFIG, "container 102 does not exist: no config file and not running"),
         ("address in use", '"2001:db8:51::51 192.0.2.51"', EXIT_ADDRESS_IN_USE,
          "Unable to add IP 192.0.2.51: Address already in use by container 101"),
-        ("no such process", '"192.0.2.52"', EXIT_INVALID, "LXC_PID=4194305: no such process, the container's init is gone"),
+        ("no such process", '"192.0.2.52"', EXIT_INVALID,
+         "LXC_PID=4194305: no such process, the container's init is gone"),
     ],
 )
 def test_refused_start_leaves_nothing_behind(node, sleeper, case, config, code, message):
