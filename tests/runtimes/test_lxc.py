@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import OUTSIDE_V4, OUTSIDE_V6, UPLINK_V4, UPLINK_V6, Stack, _wait_for_uplink, ip
+from tests.e2e.conftest import OUTSIDE_V4, OUTSIDE_V6, Stack
 from tests.e2e.wire import Tap
+from tests.runtimes.conftest import leftovers
 from venetfilter.errors import EXIT_ADDRESS_IN_USE, EXIT_INVALID, EXIT_NO_CONFIG, EXIT_RUNNING
-from venetfilter.host import apply_sysctls
 
 SNIPPET = Path(__file__).parents[2] / "contrib" / "lxc" / "venetfilter.conf"
 SHIPPED_HOOK = "/usr/local/bin/venetctl hook lxc"
@@ -104,38 +104,14 @@ class Lxc:
 
 
 @pytest.fixture
-def lxc(make_netns, tmp_path) -> Iterator[Lxc]:
-    """A hardware node namespace with an uplink to an outside host (as tests/e2e builds it), a
-    worker running in it, and an lxcpath of the test's own; everything removed afterwards."""
-    if os.geteuid() != 0:
-        pytest.fail("the LXC tests need root")
-    host, outside = make_netns("vfh"), make_netns("vfo")
-    stack = Stack(host, outside, {}, tmp_path / "conf", tmp_path / "run")
-    stack.run_dir.mkdir(mode=0o700)
-    ip("-n", host, "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", outside)
-    ip("-n", host, "addr", "add", f"{UPLINK_V4}/24", "dev", "up0")
-    ip("-n", host, "addr", "add", f"{UPLINK_V6}/64", "dev", "up0", "nodad")
-    ip("-n", host, "link", "set", "up0", "up")
-    ip("-n", outside, "addr", "add", f"{OUTSIDE_V4}/24", "dev", "eth0")
-    ip("-n", outside, "addr", "add", f"{OUTSIDE_V6}/64", "dev", "eth0", "nodad")
-    ip("-n", outside, "link", "set", "eth0", "up")
-    ip("-n", outside, "route", "add", "default", "via", UPLINK_V4)
-    ip("-n", outside, "-6", "route", "add", "default", "via", UPLINK_V6)
-    _wait_for_uplink(host)
-    apply_sysctls(host)
-    containers = Lxc(host, tmp_path / "lxc", stack)
+def lxc(node_stack, tmp_path) -> Iterator[Lxc]:
+    """LXC containers of an lxcpath of the test's own, on the node of `node_stack` (an uplink to an
+    outside host, a worker; tests/runtimes/conftest.py); every container destroyed afterwards."""
+    containers = Lxc(node_stack.host, tmp_path / "lxc", node_stack)
     try:
-        stack.start_worker()
         yield containers
     finally:
         containers.destroy_all()
-        if stack.worker is not None:
-            stack.worker.kill()
-            stack.worker.wait()
-        node = stack.node()
-        for info in node.containers():
-            if info.running:
-                node.stop(info.ctid)
 
 
 def sources(frames: list[bytes]) -> set[str]:
@@ -217,9 +193,8 @@ def test_lxc_container_reaches_the_outside_with_its_own_addresses_only(lxc):
     assert stopped.returncode == 0, stopped.stderr
     assert lxc.state("101") == "STOPPED"
     lxc.hook_output("101", "LXC container 101: CT 101: ")
-    assert "vnf101" not in links(stack.host)
+    assert leftovers(stack, "101") == []
     assert json.loads(stack.venetctl("show", "101", "--json").stdout)["phase"] == "stopped"
-    assert stack.node().runtime_state().containers == {}
 
 
 def test_lxc_refused_start_leaves_nothing_behind(lxc):
@@ -238,7 +213,7 @@ def test_lxc_refused_start_leaves_nothing_behind(lxc):
     log = lxc.log(name)
     assert f"Script exited with status {EXIT_NO_CONFIG}" in log, log
     assert "container 102 does not exist: no config file and not running" in log, log
-    assert links(stack.host) == before and stack.node().runtime_state().containers == {}
+    assert leftovers(stack, "102") == [] and links(stack.host) == before
 
     stack.venetctl("set", "101", "--ipadd", V4, "--save")
     stack.conf_dir.joinpath("102.conf").write_text(f'IP_ADDRESS="{V4}"\n')  # 101's: set would refuse it
@@ -246,7 +221,7 @@ def test_lxc_refused_start_leaves_nothing_behind(lxc):
     assert refused.returncode != 0 and lxc.state(name) == "STOPPED"
     log = lxc.log(name)
     assert f"Script exited with status {EXIT_ADDRESS_IN_USE}" in log, log
-    assert links(stack.host) == before and stack.node().runtime_state().containers == {}
+    assert leftovers(stack, "102") == [] and links(stack.host) == before
 
     stack.conf_dir.joinpath("102.conf").write_text('IP_ADDRESS="192.0.2.62"\n')
     # 'none' instead of 'empty': the container would run in the node's own namespace
@@ -254,7 +229,7 @@ def test_lxc_refused_start_leaves_nothing_behind(lxc):
     refused = lxc.start("shared", env_dirs=False)
     assert refused.returncode != 0 and lxc.state("shared") == "STOPPED"
     assert f"Script exited with status {EXIT_INVALID}" in lxc.log("shared")
-    assert links(stack.host) == before and stack.node().runtime_state().containers == {}
+    assert leftovers(stack, "102") == [] and links(stack.host) == before
 
     started = lxc.start(name, env_dirs=False)
     assert started.returncode == 0, lxc.log(name)
@@ -262,4 +237,4 @@ def test_lxc_refused_start_leaves_nothing_behind(lxc):
     assert ping(lxc, name, OUTSIDE_V4)
     assert lxc.stop(name).returncode == 0
     lxc.hook_output(name, f"LXC container {name}: CT 102: ")
-    assert links(stack.host) == before and stack.node().runtime_state().containers == {}
+    assert leftovers(stack, "102") == [] and links(stack.host) == before
