@@ -65,10 +65,11 @@ class Lxc:
         assert result.returncode == 0, f"lxc-create {name}: {result.stderr}"
 
     def start(self, name: str, *, env_dirs: bool = True) -> subprocess.CompletedProcess[str]:
-        """``lxc-start -d``; the state directories in the environment (the hooks inherit it) when `env_dirs`."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VENETFILTER_")}
-        if env_dirs:
-            env |= {"VENETFILTER_CONF_DIR": str(self.stack.conf_dir), "VENETFILTER_RUN_DIR": str(self.stack.run_dir)}
+        """``lxc-start -d``; the state directories in the environment (the hooks inherit it) when
+        `env_dirs`, else empty ones there (the hook lines must name the right ones)."""
+        conf, run = (self.stack.conf_dir, self.stack.run_dir) if env_dirs else (self.lxcpath / "no-conf",
+                                                                               self.lxcpath / "no-run")
+        env = os.environ | {"VENETFILTER_CONF_DIR": str(conf), "VENETFILTER_RUN_DIR": str(run)}
         log = self.lxcpath / f"{name}.log"
         log.unlink(missing_ok=True)
         return self.run("lxc-start", name, "-d", "-o", str(log), "-l", "DEBUG", env=env)
