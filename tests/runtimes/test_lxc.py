@@ -99,9 +99,20 @@ class Lxc:
         return self.run("lxc-stop", name, "-t", "10")
 
     def destroy_all(self) -> None:
+        """Every container stopped and destroyed, and LXC's lock directories of the lxcpath removed
+        (empty parents too, up to /run/lxc/lock)."""
         for name in reversed(self.created):
             self.run("lxc-stop", name, "-k")
             self.run("lxc-destroy", name, "-f")
+        locks = Path(f"/run/lxc/lock{self.lxcpath}")
+        shutil.rmtree(locks, ignore_errors=True)
+        for parent in locks.parents:
+            if parent == Path("/run/lxc/lock"):
+                break
+            try:
+                parent.rmdir()
+            except OSError:  # not empty: another test's
+                break
 
 
 @pytest.fixture
