@@ -153,6 +153,7 @@ def sleeper(make_netns) -> Iterator:
         process.wait()
 
 
+@pytest.mark.netns
 def test_start_host_and_post_stop_map_to_start_and_stop(node, sleeper):
     pid, other = sleeper(), sleeper()
     assert node.venetctl("set", "101", "--ipadd", "192.0.2.41", "--ipadd", "2001:db8:41::41", "--save").returncode == 0
@@ -185,6 +186,7 @@ def test_start_host_and_post_stop_map_to_start_and_stop(node, sleeper):
     assert (repeated.returncode, repeated.stdout) == (0, "LXC container 101: CT 101: Container is not running\n")
 
 
+@pytest.mark.netns
 def test_hook_version_1_and_directories_on_the_hook_line(node, sleeper, tmp_path):
     """lxc.hook.version = 1: no arguments, the environment says it all; --conf-dir/--run-dir in the
     hook line win over the environment."""
@@ -203,6 +205,7 @@ def test_hook_version_1_and_directories_on_the_hook_line(node, sleeper, tmp_path
     assert "vnf7" not in node.links()
 
 
+@pytest.mark.netns
 @pytest.mark.parametrize(
     ("case", "config", "code", "message"),
     [
@@ -227,6 +230,7 @@ def test_refused_start_leaves_nothing_behind(node, sleeper, case, config, code, 
     assert "venet0" not in inside.stdout
 
 
+@pytest.mark.netns
 def test_what_the_hook_does_goes_to_syslog(node, sleeper, tmp_path):
     """LXC keeps what a hook prints for its debug log only: the hook also tells syslog
     (facility daemon, ident venetctl), a refusal at priority err. /dev/log is faked in a mount
@@ -257,6 +261,7 @@ def test_what_the_hook_does_goes_to_syslog(node, sleeper, tmp_path):
         assert message.endswith("hook lxc: LXC container 102: CT 102: Container is not running"), message
 
 
+@pytest.mark.netns
 @pytest.mark.parametrize("case", ["the node's namespace", "a veth of its own"])
 def test_a_namespace_that_is_not_bare_is_refused(node, sleeper, make_netns, case):
     """``lxc.net.0.type = none`` runs the container in the node's namespace; ``veth`` gives it a link
@@ -279,6 +284,7 @@ def test_a_namespace_that_is_not_bare_is_refused(node, sleeper, make_netns, case
     assert node.state() == {} and node.links() == before
 
 
+@pytest.mark.netns
 def test_a_record_left_by_a_gone_container_is_stopped_first(node, sleeper):
     """An LXC container killed without its post-stop (the monitor killed too) and no worker to
     notice: its next start-host finds the record of a gone process and replaces it."""
