@@ -104,7 +104,70 @@ CONFIGS = [
     Config("naive", "naive worker (netfilterqueue + ipaddress), queue layout", "naive", "queue"),
     Config("cloop", "plain C loop, accepts all, queue layout (reference)", "cloop", "queue", filters=False),
 ]
-BY_NAME = {c.name: c for c in CONFIGS}
+# Layout experiments (only when named in --configs): hand-written tables, no worker, to measure what
+# a design would cost before building it. See bench/README.md, "Layout experiments".
+EXPERIMENTS = [
+    Config("x-inet-empty", "experiment: two empty inet base chains at -450", "nft", "inet-empty", filters=False),
+    Config("x-netdev-empty", "experiment: netdev ingress+egress on the links, accept all", "nft", "netdev-empty",
+           filters=False),
+    Config("x-netdev-concat", "experiment: netdev, (link . address) set lookup", "nft", "netdev-concat"),
+    Config("x-netdev-vmap", "experiment: netdev, iif vmap to a chain per container, address set", "nft",
+           "netdev-vmap"),
+    Config("x-netdev-per-link", "experiment: a netdev chain per link, address compares", "nft", "netdev-per-link"),
+]
+EXPERIMENT_TABLES = {
+    "inet-empty": """table inet vfexp {
+  chain a { type filter hook prerouting priority -450; policy accept; }
+  chain b { type filter hook postrouting priority -450; policy accept; }
+}""",
+    "netdev-empty": """table netdev vfexp {
+  chain leaving { type filter hook ingress devices = { vnf101, vnf102 } priority -500; policy accept; }
+  chain entering { type filter hook egress devices = { vnf101, vnf102 } priority -500; policy accept; }
+}""",
+    "netdev-concat": """table netdev vfexp {
+  set own4 { type iface_index . ipv4_addr; counter; elements = { "vnf101" . 192.0.2.1, "vnf102" . 192.0.2.2 } }
+  set own6 { type iface_index . ipv6_addr; counter; elements = { "vnf101" . 2001:db8:1::1, "vnf102" . 2001:db8:2::2 } }
+  chain leaving { type filter hook ingress devices = { vnf101, vnf102 } priority -500; policy drop;
+    meta protocol ip iif . ip saddr @own4 accept
+    meta protocol ip6 iif . ip6 saddr @own6 accept
+  }
+  chain entering { type filter hook egress devices = { vnf101, vnf102 } priority -500; policy drop;
+    meta protocol ip oif . ip daddr @own4 accept
+    meta protocol ip6 oif . ip6 daddr @own6 accept
+  }
+}""",
+    "netdev-vmap": """table netdev vfexp {
+  chain c101 { ip saddr { 192.0.2.1 } accept; ip6 saddr { 2001:db8:1::1 } accept; drop; }
+  chain c102 { ip saddr { 192.0.2.2 } accept; ip6 saddr { 2001:db8:2::2 } accept; drop; }
+  chain leaving { type filter hook ingress devices = { vnf101, vnf102 } priority -500; policy drop;
+    iif vmap { "vnf101" : jump c101, "vnf102" : jump c102 }
+  }
+  chain d101 { ip daddr { 192.0.2.1 } accept; ip6 daddr { 2001:db8:1::1 } accept; drop; }
+  chain d102 { ip daddr { 192.0.2.2 } accept; ip6 daddr { 2001:db8:2::2 } accept; drop; }
+  chain entering { type filter hook egress devices = { vnf101, vnf102 } priority -500; policy drop;
+    oif vmap { "vnf101" : jump d101, "vnf102" : jump d102 }
+  }
+}""",
+    "netdev-per-link": """table netdev vfexp {
+  chain l101 { type filter hook ingress device vnf101 priority -500; policy drop;
+    ip saddr 192.0.2.1 counter accept
+    ip6 saddr 2001:db8:1::1 counter accept
+  }
+  chain l102 { type filter hook ingress device vnf102 priority -500; policy drop;
+    ip saddr 192.0.2.2 counter accept
+    ip6 saddr 2001:db8:2::2 counter accept
+  }
+  chain e101 { type filter hook egress device vnf101 priority -500; policy drop;
+    ip daddr 192.0.2.1 counter accept
+    ip6 daddr 2001:db8:1::1 counter accept
+  }
+  chain e102 { type filter hook egress device vnf102 priority -500; policy drop;
+    ip daddr 192.0.2.2 counter accept
+    ip6 daddr 2001:db8:2::2 counter accept
+  }
+}""",
+}
+BY_NAME = {c.name: c for c in CONFIGS + EXPERIMENTS}
 
 # -- the C tools ---------------------------------------------------------------------------------
 
@@ -482,9 +545,15 @@ class Running:
     def __init__(self, config: Config, topo: Topology, c_loop: Path | None, backend: str) -> None:
         self.config, self.topo = config, topo
         self.proc: subprocess.Popen | None = None
+        self.experiment = ""
         self.log = topo.workdir / f"worker-{config.name}.log"
         if config.kind == "none":
             topo.venetctl("rules", "remove")
+            return
+        if config.kind == "nft":  # a layout experiment: its table alone, no worker
+            topo.venetctl("rules", "remove")
+            self.experiment = EXPERIMENT_TABLES[config.mode]
+            subprocess.run(in_netns(topo.node, ["nft", "-f", "-"]), input=self.experiment, text=True, check=True)
             return
         if config.kind == "worker":  # installs its own table once its queue is bound
             argv = [PY, "-m", "venetfilter.cli", "worker", "--conf-dir", str(topo.conf_dir),
@@ -541,6 +610,9 @@ class Running:
         time.sleep(0.3)
 
     def stop(self) -> None:
+        if self.experiment:
+            family = self.experiment.split()[1]
+            subprocess.run(in_netns(self.topo.node, ["nft", "delete", "table", family, "vfexp"]), check=True)
         code = finish(self.proc, timeout=10)
         if code not in (None, 0, -signal.SIGTERM):
             print(f"   warning: {self.config.name} exited with {code}; log: {self.log}", file=sys.stderr)
@@ -708,7 +780,7 @@ def table(summary: dict[str, dict]) -> str:
              "rounds: CPU × none | whole machine ns/pkt (raw) | raw × none | busy CPUs (ours) | others' CPUs | "
              "worker ns/pkt | queue drops/run |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for config in CONFIGS:
+    for config in CONFIGS + EXPERIMENTS:
         m = summary.get(config.name)
         if m is None:
             continue
@@ -760,7 +832,7 @@ def flood_table(summary: dict[str, dict]) -> str:
              "102's flood pkt/s | judged DROP_SOURCE pkt/s | queue drops/run | worker CPUs | others' CPUs | "
              "spoofed at outside host |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for config in CONFIGS:
+    for config in CONFIGS + EXPERIMENTS:
         m = summary.get(config.name)
         if m is None:
             continue
@@ -837,7 +909,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=6, help="rounds; each runs every configuration once (default 6)")
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run (default 3)")
     parser.add_argument("--configs", default=",".join(c.name for c in CONFIGS),
-                        help="comma-separated subset of " + ",".join(c.name for c in CONFIGS))
+                        help="comma-separated subset of " + ",".join(c.name for c in CONFIGS + EXPERIMENTS))
     parser.add_argument("--flood", default="none,default,queue",
                         help="configurations that also get the flood run ('' for none; default none,default,queue)")
     parser.add_argument("--backend", default="native", choices=["native", "netfilterqueue"],
@@ -861,7 +933,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names + flood_names if n not in BY_NAME]
     if unknown:
         parser.error(f"unknown configuration(s): {', '.join(unknown)}")
-    configs = [c for c in CONFIGS if c.name in names]
+    configs = [c for c in CONFIGS + EXPERIMENTS if c.name in names]
     flood_names = [n for n in flood_names if n in names]
     started = time.monotonic()
     info = machine()
