@@ -35,11 +35,13 @@ __all__ = [
     "ArgumentParser",
     "UsageError",
     "add_common_options",
+    "add_install_options",
     "bounded_float",
     "directory",
     "bounded_int",
     "common_options",
     "error",
+    "install_file",
     "make_node",
     "warn",
 ]
@@ -119,6 +121,33 @@ def common_options() -> argparse.ArgumentParser:
     parent = ArgumentParser(add_help=False)
     add_common_options(parent)
     return parent
+
+
+def add_install_options(parser: argparse.ArgumentParser, dir_option: str, default_dir: Path, what: str,
+                        root_note: str = "") -> None:
+    """Where ``install-*`` puts its file: `dir_option` DIR (default `default_dir`), ``--root DIR``
+    (`default_dir` under DIR) or ``--print`` (stdout, nothing written); one of them at most."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(dir_option, dest="directory", type=directory, metavar="DIR",
+                       help=f"write it to DIR (default {default_dir})")
+    where.add_argument("--root", type=directory, metavar="DIR",
+                       help=f"write it to DIR{default_dir}, for a system image or a package{root_note}")
+    where.add_argument("--print", "--dry-run", dest="print_only", action="store_true",
+                       help=f"print {what} on stdout; write nothing")
+
+
+def install_file(args: argparse.Namespace, text: str, default_dir: Path, name: str, program: Path,
+                 missing: str) -> Path | None:
+    """Print `text` (``--print``: returns None) or write it as `name` where `add_install_options`
+    says; warns that the file is of no use (`missing`) while `program`, which it runs, is not there."""
+    from ..system_files import target_dir, write
+
+    if args.print_only:
+        print(text, end="")
+        return None
+    if not program.is_file():
+        warn(f"{program} does not exist (yet): {missing}")
+    return write(text, target_dir(default_dir, args.directory, args.root), name)
 
 
 def make_node(args: argparse.Namespace, **options: Any) -> Node:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from ..config.paths import default_conf_dir, default_run_dir
 from ..worker import unit
-from ._common import EXIT_OK, common_options, directory, warn
+from ._common import EXIT_OK, add_install_options, common_options, directory, install_file, warn
 
 __all__ = ["register"]
 
@@ -21,12 +20,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--conf-dir and --run-dir as its directories, to /etc/systemd/system, then reload systemd if it runs.",
         epilog=f"Then: systemctl enable --now {unit.UNIT_NAME}",
     )
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--unit-dir", type=directory, metavar="DIR", help=f"write it to DIR (default {unit.SYSTEM_UNIT_DIR})")
-    where.add_argument("--root", type=directory, metavar="DIR",
-                       help="write it to DIR/etc/systemd/system, for a system image or a package (no reload)")
-    where.add_argument("--print", "--dry-run", dest="print_only", action="store_true",
-                       help="print the unit on stdout; write nothing")
+    add_install_options(p, "--unit-dir", unit.SYSTEM_UNIT_DIR, "the unit", " (no reload)")
     p.add_argument("--worker", type=directory, metavar="PATH",
                    help="the venetfilter-worker the unit runs (default: this environment's, else the one on $PATH)")
     p.add_argument("--no-reload", dest="reload", action="store_false", help="do not run 'systemctl daemon-reload'")
@@ -36,13 +30,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def run_install_service(args: argparse.Namespace) -> int:
     worker = args.worker.absolute() if args.worker else unit.installed_worker()
     text = unit.render(worker, args.conf_dir or default_conf_dir(), args.run_dir or default_run_dir())
-    if args.print_only:
-        print(text, end="")
+    path = install_file(args, text, unit.SYSTEM_UNIT_DIR, unit.UNIT_NAME, worker, "the unit cannot start until it does")
+    if path is None:
         return EXIT_OK
-    if not worker.is_file():
-        warn(f"{worker} does not exist (yet): the unit cannot start until it does")
-    unit_dir = args.root / unit.SYSTEM_UNIT_DIR.relative_to("/") if args.root else args.unit_dir or unit.SYSTEM_UNIT_DIR
-    path = unit.install(text, Path(unit_dir))
     print(f"wrote {path} (ExecStart={worker})")
     if args.root or not args.reload:
         return EXIT_OK

@@ -18,15 +18,11 @@ runs the worker with that bounding set, no new privileges and PR_SET_MDWE.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
-import sysconfig
 from pathlib import Path, PurePosixPath
 
 from ..config.paths import DEFAULT_CONF_DIR, DEFAULT_RUN_DIR
-from ..config.store import atomic_write
-from ..errors import InvalidOptionError
+from ..system_files import SystemFileError, absolute, installed_script
 
 __all__ = [
     "SYSTEM_UNIT_DIR",
@@ -34,7 +30,6 @@ __all__ = [
     "UNIT_NAME",
     "UnitError",
     "daemon_reload",
-    "install",
     "installed_worker",
     "render",
     "systemd_running",
@@ -102,7 +97,7 @@ WantedBy=multi-user.target
 """
 
 
-class UnitError(InvalidOptionError):
+class UnitError(SystemFileError):
     """Paths the unit cannot use (relative, hidden by its sandbox, or not expressible): exit code 21."""
 
 
@@ -117,9 +112,7 @@ def quote(arg: str) -> str:
 
 
 def _absolute(path: Path, what: str) -> PurePosixPath:
-    pure = PurePosixPath(os.path.normpath(path))
-    if not pure.is_absolute():
-        raise UnitError(f"the {what} {path} is not an absolute path")
+    pure = absolute(path, what, UnitError)
     for hidden in HIDDEN:
         if pure == PurePosixPath(hidden) or PurePosixPath(hidden) in pure.parents:
             raise UnitError(f"the {what} {pure} is under {hidden}, which the unit's sandbox hides")
@@ -146,23 +139,7 @@ def render(worker: Path, conf_dir: Path = DEFAULT_CONF_DIR, run_dir: Path = DEFA
 def installed_worker() -> Path:
     """The absolute path of the ``venetfilter-worker`` script of the running Python environment
     (its scripts directory, then $PATH); `UnitError` when there is none."""
-    scripts = Path(sysconfig.get_path("scripts")), Path(sys.executable).parent
-    for directory in scripts:
-        candidate = directory / "venetfilter-worker"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate.absolute()
-    found = shutil.which("venetfilter-worker")
-    if found is None:
-        raise UnitError("no venetfilter-worker script is installed in this Python environment or on $PATH")
-    return Path(found).absolute()
-
-
-def install(text: str, unit_dir: Path = SYSTEM_UNIT_DIR) -> Path:
-    """Write `text` as `unit_dir`/venetfilter-worker.service (made if missing); returns its path."""
-    unit_dir.mkdir(parents=True, exist_ok=True)
-    path = unit_dir / UNIT_NAME
-    atomic_write(path, text.encode(), mode=0o644)
-    return path
+    return installed_script("venetfilter-worker", UnitError)
 
 
 def systemd_running() -> bool:
