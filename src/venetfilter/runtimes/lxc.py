@@ -28,18 +28,15 @@ container left (killed with its monitor, no worker to notice) is stopped by the 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..config.ctid import CTID_MAX_LENGTH, is_valid_ctid, validate_ctid
-from ..config.runtime import RunningContainer
-from ..config.store import global_lock
-from ..errors import InvalidContainerError, InvalidOptionError, UnknownContainerError
-from ..host import open_iproute
+from ..errors import InvalidContainerError, InvalidOptionError
 from ..lifecycle import Node
 from ..lifecycle.node import NOT_RUNNING_MESSAGE, StartResult, StopResult
 from ._netns import check_bare_netns
+from .records import start_replacing_stale, stop_owned
 
 __all__ = [
     "HOOK_TYPES",
@@ -58,7 +55,6 @@ HOOK_TYPES = (START_HOST, POST_STOP)
 NETWORK_HINT = "give it 'lxc.net.0.type = empty' and no other lxc.net.N ('none' shares the host's namespace)"
 _SECTION = "lxc"
 _USAGE = "use it as lxc.hook.start-host and lxc.hook.post-stop"
-_PID_NETNS = re.compile(r"/proc/([1-9][0-9]*)/ns/net")
 
 
 @dataclass(frozen=True)
@@ -163,47 +159,24 @@ def _start(node: Node, event: LxcEvent) -> LxcHookResult:
     if netns is None or not os.path.exists(netns):
         raise InvalidOptionError(f"LXC_PID={event.pid}: no such process, the container's init is gone")
     check_bare_netns(netns, node.host_netns, NETWORK_HINT)
-    warnings: list[str] = []
-    with global_lock(node.run_dir):
-        record = node.runtime_state().containers.get(event.ctid)
-        if record is not None and _owned(node, record, None):
-            node.stop(event.ctid)
-            warnings.append(f"container {event.ctid} was left running by an LXC container that is gone: stopped first")
-        result = node.start(event.ctid, netns=netns)
+    result = start_replacing_stale(node, event.ctid, netns, "an LXC container")
     record = result.record
     addresses = " ".join(str(a) for a in record.addresses) or "no addresses"
     message = (f"LXC container {event.name}: CT {event.ctid} started, link {record.link} "
                f"(ifindex {record.ifindex}), {addresses}")
-    return LxcHookResult(event, started=result, message=message, warnings=(*warnings, *result.warnings))
+    return LxcHookResult(event, started=result, message=message, warnings=result.warnings)
 
 
 def _stop(node: Node, event: LxcEvent) -> LxcHookResult:
     prefix = f"LXC container {event.name}: CT {event.ctid}"
-    with global_lock(node.run_dir):
-        record = node.runtime_state().containers.get(event.ctid)
-        if record is not None and not _owned(node, record, event.pid):
-            return LxcHookResult(
-                event, message=f"{prefix}: left alone",
-                warnings=(f"CT {event.ctid} runs in network namespace {record.netns}, not in LXC container "
-                          f"{event.name}'s ({event.netns or 'LXC_PID not set'}): its network was not stopped",),
-            )
-        try:
-            stopped = node.stop(event.ctid)
-        except UnknownContainerError:  # a start-host refused for it: nothing was ever started
-            return LxcHookResult(event, message=f"{prefix}: {NOT_RUNNING_MESSAGE}")
-    # its warnings say that the link went with the container's namespace: as expected here
+    outcome = stop_owned(node, event.ctid, event.pid)
+    if outcome.record is not None and outcome.result is None:
+        return LxcHookResult(
+            event, message=f"{prefix}: left alone",
+            warnings=(f"CT {event.ctid} runs in network namespace {outcome.record.netns}, not in LXC container "
+                      f"{event.name}'s ({event.netns or 'LXC_PID not set'}): its network was not stopped",),
+        )
+    if outcome.result is None:  # not running (a start-host refused for it: nothing was ever started)
+        return LxcHookResult(event, message=f"{prefix}: {NOT_RUNNING_MESSAGE}")
+    stopped = outcome.result
     return LxcHookResult(event, stopped=stopped, message=f"{prefix}: {stopped.message or 'network stopped'}")
-
-
-def _owned(node: Node, record: RunningContainer, pid: int | None) -> bool:
-    """True when `record` was made by a hook for the process `pid`, or for one that is gone, or its
-    link is gone: a record that the LXC container that ran as `pid` (or nobody) owns. A record
-    started by hand (``venetctl start --netns NAME``) is never the hook's."""
-    match = _PID_NETNS.fullmatch(record.netns or "")
-    if match is None:
-        return False
-    if int(match[1]) == pid or not os.path.exists(f"/proc/{match[1]}"):
-        return True
-    with open_iproute(node.host_netns) as ipr:
-        links = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.link("dump")}
-    return links.get(record.ifindex) != record.link

@@ -25,19 +25,15 @@ container's network down when its own poststop runs. Nothing left to stop is not
 from __future__ import annotations
 
 import json
-import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import BinaryIO, Literal
 
 from ..config.ctid import validate_ctid
-from ..config.runtime import RunningContainer
-from ..config.store import global_lock
 from ..errors import InvalidContainerError, InvalidOptionError
-from ..host import open_iproute
 from ..lifecycle import Node
 from ._netns import check_bare_netns, pid_netns
+from .records import start_replacing_stale, stop_owned
 
 __all__ = [
     "ANNOTATION",
@@ -65,7 +61,6 @@ STATUSES: Mapping[str, Action] = {"creating": "start", "stopped": "stop"}
 """What each container status on stdin does when no ``--stage`` is given."""
 MAX_STATE_BYTES = 1 << 20
 NETWORK_HINT = "run it with --network none"
-_PID_NETNS = re.compile(r"/proc/([1-9][0-9]*)/ns/net")
 
 
 @dataclass(frozen=True)
@@ -151,19 +146,6 @@ def ctid_of(state: OciState) -> str:
         raise InvalidContainerError(f"{state.name}: annotation {ANNOTATION}: {exc}") from None
 
 
-def _owned(node: Node, record: RunningContainer, pid: int | None) -> bool:
-    """True when `record` was made by a hook for the process `pid`, or for one that is gone, or
-    its link is gone: a record the container that ran with `pid` (or nobody) owns."""
-    match = _PID_NETNS.fullmatch(record.netns or "")
-    if match is None:  # started by hand (`venetctl start --netns NAME`): not the hook's
-        return False
-    if int(match[1]) == pid or not os.path.exists(f"/proc/{match[1]}"):
-        return True
-    with open_iproute(node.host_netns) as ipr:
-        links = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.link("dump")}
-    return links.get(record.ifindex) != record.link
-
-
 def start(node: Node, state: OciState) -> HookResult:
     """Start the CTID's network in the namespace of the state's process. A record a gone OCI
     container left (no worker noticed) is stopped first; any refusal leaves nothing behind."""
@@ -172,14 +154,8 @@ def start(node: Node, state: OciState) -> HookResult:
         raise _bad(f"has no pid ('pid') for {state.name}: the hook must run at createRuntime")
     path = pid_netns(state.pid)
     check_bare_netns(path, node.host_netns, NETWORK_HINT)
-    warnings: list[str] = []
-    with global_lock(node.run_dir):
-        record = node.runtime_state().containers.get(ctid)
-        if record is not None and _owned(node, record, None):
-            node.stop(ctid)
-            warnings.append(f"container {ctid} was left running by an OCI container that is gone: stopped first")
-        result = node.start(ctid, netns=path)
-    return HookResult("start", ctid, (*warnings, *result.warnings))
+    result = start_replacing_stale(node, ctid, path, "an OCI container")
+    return HookResult("start", ctid, result.warnings)
 
 
 def stop(node: Node, state: OciState) -> HookResult:
@@ -188,11 +164,8 @@ def stop(node: Node, state: OciState) -> HookResult:
         ctid = ctid_of(state)
     except (InvalidOptionError, InvalidContainerError):  # refused at create: nothing was started
         return HookResult("stop", None)
-    with global_lock(node.run_dir):
-        record = node.runtime_state().containers.get(ctid)
-        if record is None or not _owned(node, record, state.pid):
-            return HookResult("stop", None)
-        node.stop(ctid)  # its warnings say its network is gone with its namespace: as expected
+    if stop_owned(node, ctid, state.pid).result is None:  # nothing running, or another container's
+        return HookResult("stop", None)
     return HookResult("stop", ctid)
 
 
