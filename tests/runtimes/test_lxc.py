@@ -26,10 +26,9 @@ from tests.e2e.conftest import OUTSIDE_V4, OUTSIDE_V6, Stack
 from tests.e2e.wire import Tap
 from tests.runtimes.conftest import leftovers
 from venetfilter.errors import EXIT_ADDRESS_IN_USE, EXIT_INVALID, EXIT_NO_CONFIG, EXIT_RUNNING
+from venetfilter.runtimes.configs import render_lxc
 
-SNIPPET = Path(__file__).parents[2] / "contrib" / "lxc" / "venetfilter.conf"
-SHIPPED_HOOK = "/usr/local/bin/venetctl hook lxc"
-HOOK = f"{sys.executable} -m venetfilter.cli hook lxc"
+VENETCTL = Path(sys.executable).parent / "venetctl"
 V4, V6 = "192.0.2.61", "2001:db8:61::61"
 SPOOFED_V4, SPOOFED_V6 = "192.0.2.99", "2001:db8:99::99"
 
@@ -48,22 +47,21 @@ class Lxc:
         command = ["nsenter", f"--net=/run/netns/{self.netns}", tool, "-P", str(self.lxcpath), "-n", name, *args]
         return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
 
-    def create(self, name: str, hook_options: str = "", net: str = "empty") -> None:
-        """A busybox container made with the shipped config snippet (contrib/lxc/venetfilter.conf),
-        venetctl's path and `hook_options` put in its hook lines, `net` its ``lxc.net.0.type``."""
-        shipped = SNIPPET.read_text()
-        assert shipped.count(SHIPPED_HOOK) == 2 and shipped.count("lxc.net.0.type = empty\n") == 1
+    def create(self, name: str, ctid: str | None = None, net: str = "empty", venetctl: Path = VENETCTL) -> None:
+        """A busybox container made with the config snippet ``venetctl install-hook lxc`` renders for
+        `venetctl`, the stack's directories and `ctid`, `net` its ``lxc.net.0.type``."""
+        snippet = render_lxc(venetctl, self.stack.conf_dir, self.stack.run_dir, ctid)
+        assert snippet.count("lxc.net.0.type = empty\n") == 1
         config = self.lxcpath / f"{name}.conf"
         self.lxcpath.mkdir(exist_ok=True)
-        config.write_text(shipped.replace(SHIPPED_HOOK, f"{HOOK} {hook_options}".strip())
-                          .replace("lxc.net.0.type = empty", f"lxc.net.0.type = {net}"))
+        config.write_text(snippet.replace("lxc.net.0.type = empty", f"lxc.net.0.type = {net}"))
         self.created.append(name)
         result = self.run("lxc-create", name, "-t", "busybox", "-f", str(config))
         assert result.returncode == 0, f"lxc-create {name}: {result.stderr}"
 
     def start(self, name: str, *, env_dirs: bool = True) -> subprocess.CompletedProcess[str]:
         """``lxc-start -d``; the state directories in the environment (the hooks inherit it) when
-        `env_dirs`, else empty ones there (the hook lines must name the right ones)."""
+        `env_dirs`, else empty ones there: the hook lines name the right ones, which win."""
         conf, run = (self.stack.conf_dir, self.stack.run_dir) if env_dirs else (self.lxcpath / "no-conf",
                                                                                self.lxcpath / "no-run")
         env = os.environ | {"VENETFILTER_CONF_DIR": str(conf), "VENETFILTER_RUN_DIR": str(run)}
@@ -183,7 +181,7 @@ def test_lxc_container_reaches_the_outside_with_its_own_addresses_only(lxc):
 
     # a second LXC container given the same CTID is refused, and its post-stop (LXC runs it after
     # the refused start) leaves the first one running
-    lxc.create("dup", "--ctid 101")
+    lxc.create("dup", "101")
     refused = lxc.start("dup")
     assert refused.returncode != 0 and lxc.state("dup") == "STOPPED"
     assert f"Script exited with status {EXIT_RUNNING}" in lxc.log("dup")
@@ -211,13 +209,15 @@ def test_lxc_container_reaches_the_outside_with_its_own_addresses_only(lxc):
 
 def test_lxc_refused_start_leaves_nothing_behind(lxc):
     """A container whose name is no CTID, the CTID and the state directories on the hook line (no
-    environment): unknown CTID, address in use and the node's own namespace (``lxc.net.0.type =
-    none``) make lxc-start fail with the hook's exit code in LXC's log, and leave no link, no record;
-    once the config is right it starts."""
+    environment), venetctl in a directory whose name needs quoting: unknown CTID, address in use
+    and the node's own namespace (``lxc.net.0.type = none``) make lxc-start fail with the hook's
+    exit code in LXC's log, and leave no link, no record; once the config is right it starts."""
     stack = lxc.stack
-    dirs = f"--conf-dir {stack.conf_dir} --run-dir {stack.run_dir}"
+    odd = lxc.lxcpath.parent / "it's a \"venv\" $HOME" / "bin"  # LXC strips quotes, sh expands $
+    odd.mkdir(parents=True)
+    (odd / "venetctl").symlink_to(VENETCTL)
     name = "frontend-web-01"  # 15 characters: not a CTID
-    lxc.create(name, f"--ctid 102 {dirs}")
+    lxc.create(name, "102", venetctl=odd / "venetctl")
     before = links(stack.host)
 
     refused = lxc.start(name, env_dirs=False)
@@ -237,7 +237,7 @@ def test_lxc_refused_start_leaves_nothing_behind(lxc):
 
     stack.conf_dir.joinpath("102.conf").write_text('IP_ADDRESS="192.0.2.62"\n')
     # 'none' instead of 'empty': the container would run in the node's own namespace
-    lxc.create("shared", f"--ctid 102 {dirs}", net="none")
+    lxc.create("shared", "102", net="none", venetctl=odd / "venetctl")
     refused = lxc.start("shared", env_dirs=False)
     assert refused.returncode != 0 and lxc.state("shared") == "STOPPED"
     assert f"Script exited with status {EXIT_INVALID}" in lxc.log("shared")

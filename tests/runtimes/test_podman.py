@@ -1,6 +1,7 @@
-"""Real podman (runc) with the shipped hooks.d file: ``podman run --network none --annotation
-io.venetfilter.ctid=CTID`` is all it takes for a container to get its venet link, reach the outside
-host with its own addresses only, and leave nothing behind when it exits or is refused.
+"""Real podman (runc) with the hooks.d file ``venetctl install-hook oci`` writes: ``podman run
+--network none --annotation io.venetfilter.ctid=CTID`` is all it takes for a container to get its
+venet link, reach the outside host with its own addresses only, and leave nothing behind when it
+exits or is refused.
 
 podman runs in the test node's namespace (``nsenter --net``: its hooks run there too), with its
 storage, run and temporary directories and the hooks directory in the test's tmp dir; the root file
@@ -25,8 +26,8 @@ from tests.e2e.wire import Sniffer
 from tests.runtimes.conftest import OUTSIDE_V4, OUTSIDE_V6, Stack, leftovers
 from venetfilter.config import load_state
 from venetfilter.errors import EXIT_ADDRESS_IN_USE, EXIT_NO_CONFIG
+from venetfilter.runtimes.configs import CONFIG_NAME
 
-SHIPPED = Path(__file__).parents[2] / "contrib" / "oci-hooks.d" / "venetfilter.json"
 BUSYBOX = Path("/bin/busybox")
 APPLETS = ("sh", "ping", "ip", "sleep", "touch", "test", "cat", "echo")
 OWN = ("192.0.2.21", "2001:db8:21::21")
@@ -71,17 +72,16 @@ class Podman:
 
 
 def install_hook(stack: Stack, hooks_dir: Path) -> None:
-    """The shipped hooks.d file with only its paths changed: this venv's venetctl, the stack's dirs."""
-    doc = json.loads(SHIPPED.read_text())
+    """The hooks.d file as a user installs it: ``venetctl install-hook oci`` of this virtualenv,
+    for the stack's directories."""
     venetctl = Path(sys.executable).parent / "venetctl"
     assert venetctl.exists(), "venetctl is installed in the virtualenv by scripts/bootstrap"
-    paths = {"/etc/venetfilter": str(stack.conf_dir), "/run/venetfilter": str(stack.run_dir)}
-    doc["hook"]["path"] = str(venetctl)
-    doc["hook"]["env"] = [
-        f"{name}={paths[value]}" for name, value in (item.split("=", 1) for item in doc["hook"]["env"])
-    ]
-    hooks_dir.mkdir()
-    (hooks_dir / SHIPPED.name).write_text(json.dumps(doc))
+    result = subprocess.run(
+        [str(venetctl), "install-hook", "oci", "--dir", str(hooks_dir), "--conf-dir", str(stack.conf_dir),
+         "--run-dir", str(stack.run_dir)], capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads((hooks_dir / CONFIG_NAME["oci"]).read_text())["hook"]["path"] == str(venetctl)
 
 
 def busybox_rootfs(root: Path) -> None:

@@ -1,11 +1,11 @@
-"""``venetctl hook oci`` and ``venetctl hook lxc``: a thin layer over `venetfilter.runtimes`."""
+"""``venetctl hook oci|lxc`` and ``venetctl install-hook oci|lxc``: a thin layer over `venetfilter.runtimes`."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from ._common import common_options
+from ._common import add_install_options, common_options, directory
 
 __all__ = ["register"]
 
@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     hooks = p.add_subparsers(dest="runtime", metavar="RUNTIME", required=True)
     _register_oci(hooks, parents)
     _register_lxc(hooks, parents)
+    _register_install(subparsers, parents)
 
 
 def _register_oci(hooks: argparse._SubParsersAction[Any], parents: list[argparse.ArgumentParser]) -> None:
@@ -35,8 +36,8 @@ def _register_oci(hooks: argparse._SubParsersAction[Any], parents: list[argparse
         "oci", parents=parents, help="OCI (podman, CRI-O): the createRuntime and poststop hooks",
         description="Run as an OCI runtime hook, the container's state as JSON on stdin: at createRuntime "
         f"(status 'creating') start the venet link of the container the annotation {oci.ANNOTATION} names in "
-        "the namespace of the state's pid; at poststop (status 'stopped') stop it. Install "
-        "contrib/oci-hooks.d/venetfilter.json in a hooks.d directory.",
+        "the namespace of the state's pid; at poststop (status 'stopped') stop it. Install its hooks.d file "
+        "with 'venetctl install-hook oci'.",
     )
     p.add_argument(
         "--stage", choices=list(oci.STAGES),
@@ -68,8 +69,8 @@ def _register_lxc(hooks: argparse._SubParsersAction[Any], parents: list[argparse
         "namespace of $LXC_PID, post-stop stops it (a container that is not running is not an error). The "
         "CTID is the container's name unless --ctid gives one. A refusal exits non-zero, so LXC does not "
         "start the container.",
-        epilog="In the container's config: 'lxc.net.0.type = empty', 'lxc.hook.start-host = venetctl hook "
-        "lxc' and 'lxc.hook.post-stop = venetctl hook lxc'. See docs/openvz-to-lxc.md.",
+        epilog="In the container's config: 'lxc.net.0.type = empty' and this command as lxc.hook.start-host "
+        "and lxc.hook.post-stop; 'venetctl install-hook lxc' writes these lines. See docs/openvz-to-lxc.md.",
     )
     p.add_argument(
         "--ctid", metavar="CTID", help="the container id (default: the LXC container's name, when it is a valid CTID)",
@@ -101,3 +102,67 @@ def _register_lxc(hooks: argparse._SubParsersAction[Any], parents: list[argparse
         return EXIT_OK
 
     p.set_defaults(func=run_lxc)
+
+
+def _register_install(subparsers: argparse._SubParsersAction[Any], parents: list[argparse.ArgumentParser]) -> None:
+    """``venetctl install-hook oci|lxc``: the runtime's config for the hook, with this install's paths
+    (`venetfilter.runtimes.configs`)."""
+    from ..runtimes import configs, oci
+
+    p = subparsers.add_parser(
+        "install-hook", parents=parents, help="install a container runtime's config for the hook (OCI, LXC)",
+        description="Write the config that makes a container runtime run 'venetctl hook', naming the venetctl "
+        "of this Python environment and --conf-dir and --run-dir as its directories.",
+    )
+    runtimes = p.add_subparsers(dest="runtime", metavar="RUNTIME", required=True)
+    oci_parser = runtimes.add_parser(
+        "oci", parents=parents, help=f"the hooks.d file (podman, CRI-O), {configs.CONFIG_NAME['oci']}",
+        description=f"Write {configs.CONFIG_NAME['oci']}, the hooks.d file that runs 'venetctl hook oci' at "
+        f"createRuntime and poststop of every container with the annotation {oci.ANNOTATION}, to "
+        f"{configs.OCI_HOOKS_DIR} (podman's and CRI-O's default; podman --hooks-dir names another).",
+        epilog=f"Then: podman run --network none --annotation {oci.ANNOTATION}=CTID ...",
+    )
+    lxc_parser = runtimes.add_parser(
+        "lxc", parents=parents, help=f"the config snippet for LXC containers, {configs.CONFIG_NAME['lxc']}",
+        description=f"Write {configs.CONFIG_NAME['lxc']}, the LXC config lines that give a container no "
+        "network of LXC's own and run 'venetctl hook lxc' as its lxc.hook.start-host and lxc.hook.post-stop, to "
+        f"{configs.LXC_CONFIG_DIR}.",
+        epilog=f"Then: lxc-create -n CTID -t TEMPLATE -f {configs.LXC_CONFIG_DIR / configs.CONFIG_NAME['lxc']}, or "
+        f"'lxc.include = {configs.LXC_CONFIG_DIR / configs.CONFIG_NAME['lxc']}' in a container's config. "
+        "See docs/openvz-to-lxc.md.",
+    )
+    for parser, runtime, default_dir in (
+        (oci_parser, "oci", configs.OCI_HOOKS_DIR), (lxc_parser, "lxc", configs.LXC_CONFIG_DIR),
+    ):
+        add_install_options(parser, "--dir", default_dir, f"the {runtime.upper()} config")
+        parser.add_argument("--venetctl", type=directory, metavar="PATH",
+                            help="the venetctl the hook runs (default: this environment's, else the one on $PATH)")
+        parser.set_defaults(func=run_install_hook, default_dir=default_dir)
+    lxc_parser.add_argument("--ctid", metavar="CTID",
+                            help="the CTID on the hook lines, for a container whose name is not one (with --print, "
+                            "for that container's config)")
+
+
+def run_install_hook(args: argparse.Namespace) -> int:
+    from ..config.paths import default_conf_dir, default_run_dir
+    from ..runtimes import configs, oci
+    from ._common import EXIT_OK, install_file
+
+    venetctl = args.venetctl.absolute() if args.venetctl else configs.installed_venetctl()
+    dirs = args.conf_dir or default_conf_dir(), args.run_dir or default_run_dir()
+    if args.runtime == "oci":
+        text = configs.render_oci(venetctl, *dirs)
+    else:
+        text = configs.render_lxc(venetctl, *dirs, ctid=args.ctid)
+    name = configs.CONFIG_NAME[args.runtime]
+    path = install_file(args, text, args.default_dir, name, venetctl, "the hook cannot run until it does")
+    if path is None:
+        return EXIT_OK
+    print(f"wrote {path} (venetctl {venetctl})")
+    if args.runtime == "oci":
+        print(f"containers run with --annotation {oci.ANNOTATION}=CTID get their venet link "
+              f"(podman reads {path.parent} when it is its hooks directory)")
+    else:
+        print(f"containers created with 'lxc-create -f {path}' or including it ('lxc.include = {path}') get "
+              "their venet link")
+    return EXIT_OK
