@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -152,9 +153,47 @@ def test_stop_leaves_another_namespace_s_loopback_alone(lan: Lan, ctid: str, bar
     assert ",UP" in ip(other, "link", "show", "dev", "lo")
 
 
-def test_the_host_namespace_cannot_be_the_container_namespace(lan: Lan, ctid: str) -> None:
-    with pytest.raises(HostNetworkError, match="is the host's"):
-        start(ctid, [CT4], netns=lan.node, host_netns=lan.node)
+@pytest.mark.parametrize("form", ["name", "path", "pid"])
+def test_the_host_namespace_cannot_be_the_container_namespace(lan: Lan, ctid: str, form: str) -> None:
+    """Refused by identity (device and inode of the namespace files), whatever names it."""
+    before = snapshot(lan.node)
+    holder = subprocess.Popen(["nsenter", f"--net=/run/netns/{lan.node}", "sleep", "60"]) if form == "pid" else None
+    try:
+        spec: str | int = lan.node if form == "name" else f"/run/netns/{lan.node}"
+        if holder is not None:
+            spec = holder.pid
+            for _ in range(200):  # until nsenter has entered the namespace
+                if os.stat(f"/proc/{holder.pid}/ns/net").st_ino == os.stat(f"/run/netns/{lan.node}").st_ino:
+                    break
+                subprocess.run(["sleep", "0.01"], check=True)
+        with pytest.raises(HostNetworkError, match="is the host's"):
+            start(ctid, [CT4], netns=spec, host_netns=lan.node)
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+    assert snapshot(lan.node) == before
+
+
+@pytest.mark.parametrize("spec", ["/proc/self/ns/net", "$PID"])
+def test_the_namespace_the_command_runs_in_cannot_be_the_container_namespace(lan: Lan, ctid: str, spec: str) -> None:
+    """A command run in the node (no host_netns: its own namespace) given its own namespace by path
+    or by its pid is refused, and changes nothing."""
+    before = snapshot(lan.node)
+    code = (
+        "import os, sys\n"
+        "from venetfilter.errors import HostNetworkError\n"
+        "from venetfilter.host import start\n"
+        f"spec = {spec!r}.replace('$PID', str(os.getpid()))\n"
+        "try:\n"
+        f"    start({ctid!r}, [{CT4!r}], netns=spec)\n"
+        "except HostNetworkError as exc:\n"
+        "    sys.exit(str(exc))\n"
+    )
+    result = subprocess.run(["nsenter", f"--net=/run/netns/{lan.node}", sys.executable, "-c", code],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "is the host's" in result.stderr, result.stderr
+    assert snapshot(lan.node) == before
 
 
 # -- bad input: a clear error and the node exactly as before ----------------------------------------
