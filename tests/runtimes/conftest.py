@@ -3,7 +3,9 @@ started (the runtime under test starts them through its hook).
 
 `node_stack`: the node, an outside host behind the uplink (198.51.100.1/2, 2001:db8:ffff::1/2)
 and a worker, as in the end-to-end tests (`tests.e2e.conftest.Stack`, whose ``containers`` stays
-empty). `bare_node`: the node namespace alone, no uplink, no worker, for the hooks' own checks.
+empty). `bare_node`: the node namespace alone, no uplink, no worker, for the hooks' own checks; its
+kernel table installed (``venetctl rules install``), since a hook refuses to start a container on
+a node that has none.
 Both stop every container left with a record on teardown, also when the test failed.
 """
 
@@ -36,8 +38,9 @@ __all__ = [
 ]
 
 
-def build_node(make_netns, tmp_path: Path, *, uplink: bool = True, worker: bool = True) -> Stack:
-    """A node namespace (sysctls applied), with the outside host on its uplink and a worker unless told not."""
+def build_node(make_netns, tmp_path: Path, *, uplink: bool = True, worker: bool = True, table: bool = True) -> Stack:
+    """A node namespace (sysctls applied), with the outside host on its uplink and a worker unless
+    told not; without a worker, the kernel table installed by hand unless not `table`."""
     if os.geteuid() != 0:
         pytest.fail("the runtime hook tests need root (network namespaces, container runtimes)")
     stack = Stack(make_netns("vfh"), "", {}, tmp_path / "conf", tmp_path / "run")
@@ -61,6 +64,8 @@ def build_node(make_netns, tmp_path: Path, *, uplink: bool = True, worker: bool 
     apply_sysctls(stack.host)
     if worker:
         stack.start_worker()
+    elif table:
+        stack.venetctl("rules", "install", "--netns", stack.host)
     return stack
 
 

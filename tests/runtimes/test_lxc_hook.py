@@ -124,6 +124,8 @@ def node(make_netns, tmp_path) -> Iterator[HookNode]:
     if os.geteuid() != 0:
         pytest.fail("the LXC hook tests need root (network namespaces)")
     built = HookNode(make_netns("vfl"), tmp_path / "conf", tmp_path / "run")
+    installed = built.venetctl("rules", "install", "--netns", built.netns)  # a hook refuses a node without it
+    assert installed.returncode == 0, installed.stderr
     yield built
     for ctid in list(built.state()):
         built.venetctl("stop", ctid)

@@ -1,14 +1,21 @@
-"""A container process's network namespace, and the check that the runtime left it bare."""
+"""A container process's network namespace, the check that the runtime left it bare, and the
+check that the node filters at all before a hook gives a container a link."""
 
 from __future__ import annotations
 
 import os
 
-from ..errors import InvalidOptionError, NetnsNotFoundError
+from ..errors import HostNetworkError, InvalidOptionError, NetnsNotFoundError
 from ..host import open_iproute
 from ..host.netns import NetnsSpec, same_netns
+from ..rules import RulesError, table_exists
 
-__all__ = ["check_bare_netns", "pid_netns"]
+__all__ = ["NO_FILTER_MESSAGE", "check_bare_netns", "check_filter", "pid_netns"]
+
+NO_FILTER_MESSAGE = (
+    "the kernel table inet venetfilter is not installed, so nothing would isolate the container: start the "
+    "worker (systemctl start venetfilter-worker, or 'venetctl worker') or run 'venetctl rules install'"
+)
 
 
 def pid_netns(pid: int) -> str:
@@ -33,3 +40,19 @@ def check_bare_netns(path: str, host_netns: NetnsSpec, hint: str) -> None:
             f"the container's network namespace already has {', '.join(others)}, which venetfilter would not "
             f"filter: {hint}"
         )
+
+
+def check_filter(host_netns: str | None) -> None:
+    """Refuse (`HostNetworkError`, exit 3) to start a container when the node has no kernel table.
+
+    ``venetctl start`` then starts it anyway with a warning, which its user reads; a runtime shows
+    a hook's output only when the hook fails (podman), or logs it at debug level (LXC), so that
+    warning is lost and the container would send with any source address unseen. The table stays
+    when the worker stops or dies: only a node where neither the worker nor ``rules install`` ever
+    ran (the unit not enabled, failed at boot) has none."""
+    try:
+        installed = table_exists(host_netns)
+    except RulesError as exc:
+        raise HostNetworkError(f"cannot tell whether the kernel table is installed: {exc}") from None
+    if not installed:
+        raise HostNetworkError(NO_FILTER_MESSAGE)

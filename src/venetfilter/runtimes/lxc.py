@@ -17,7 +17,7 @@ of ``lxc-start`` (``VENETFILTER_CONF_DIR`` / ``VENETFILTER_RUN_DIR`` included).
 The CTID is the container's name, unless the hook line gives one (``venetctl hook lxc --ctid 101``),
 for names that are not valid CTIDs (more than 12 characters, spaces, ...). A refusal (unknown or bad
 CTID, address in use, CTID running already, no ``LXC_PID``, a namespace that is the node's or has a
-link of its own) raises a `venetfilter.errors.VenetfilterError` whose `exit_code` LXC logs ("Script
+link of its own, a node without the kernel table: nothing would filter) raises a `venetfilter.errors.VenetfilterError` whose `exit_code` LXC logs ("Script
 exited with status N") before it aborts the start; nothing is left behind. A post-stop of a
 container that is not running succeeds (LXC runs post-stop after a refused start too), and never
 stops a CTID whose link lives in another live process's namespace (two LXC containers given the
@@ -35,7 +35,7 @@ from ..config.ctid import CTID_MAX_LENGTH, is_valid_ctid, validate_ctid
 from ..errors import InvalidContainerError, InvalidOptionError
 from ..lifecycle import Node
 from ..lifecycle.node import NOT_RUNNING_MESSAGE, StartResult, StopResult
-from ._netns import check_bare_netns
+from ._netns import check_bare_netns, check_filter
 from .records import start_replacing_stale, stop_owned
 
 __all__ = [
@@ -159,6 +159,7 @@ def _start(node: Node, event: LxcEvent) -> LxcHookResult:
     if netns is None or not os.path.exists(netns):
         raise InvalidOptionError(f"LXC_PID={event.pid}: no such process, the container's init is gone")
     check_bare_netns(netns, node.host_netns, NETWORK_HINT)
+    check_filter(node.host_netns)
     result = start_replacing_stale(node, event.ctid, netns, "an LXC container")
     record = result.record
     addresses = " ".join(str(a) for a in record.addresses) or "no addresses"

@@ -4,7 +4,8 @@ The runtime runs ``venetctl hook oci`` with the container's state on stdin (runt
 "state": ``ociVersion``, ``id``, ``status``, ``pid``, ``bundle``, ``annotations``). The CTID is
 the annotation ``io.venetfilter.ctid``; the addresses are those of its config file, as for
 ``venetctl start``. The container must have a network namespace of its own with nothing in it
-(podman ``--network none``).
+(podman ``--network none``), and the node its kernel table (the worker ran, or ``rules install``):
+without it ``venetctl start`` only warns, but a runtime shows a hook's warnings to no one.
 
 The stage comes from the state's ``status``, unless ``--stage`` names it. One hooks.d file
 describes one hook, with one ``args`` list, for all the stages it names: a single shipped file
@@ -32,7 +33,7 @@ from typing import BinaryIO, Literal
 from ..config.ctid import validate_ctid
 from ..errors import InvalidContainerError, InvalidOptionError
 from ..lifecycle import Node
-from ._netns import check_bare_netns, pid_netns
+from ._netns import check_bare_netns, check_filter, pid_netns
 from .records import start_replacing_stale, stop_owned
 
 __all__ = [
@@ -154,6 +155,7 @@ def start(node: Node, state: OciState) -> HookResult:
         raise _bad(f"has no pid ('pid') for {state.name}: the hook must run at createRuntime")
     path = pid_netns(state.pid)
     check_bare_netns(path, node.host_netns, NETWORK_HINT)
+    check_filter(node.host_netns)
     result = start_replacing_stale(node, ctid, path, "an OCI container")
     return HookResult("start", ctid, result.warnings)
 
