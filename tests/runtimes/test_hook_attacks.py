@@ -134,7 +134,8 @@ def test_table_but_no_worker_fails_closed(tableless: Stack, make_netns) -> None:
         assert result.returncode == EXIT_OK, result.stderr
         in_ns(f"/run/netns/{netns}", "ip", "addr", "add", f"{SPOOFED[0]}/32", "dev", "venet0")
         for source in (OWN[0], SPOOFED[0]):
-            in_ns(f"/run/netns/{netns}", "ping", "-c", "1", "-W", "1", "-I", source, OUTSIDE_V4, check=False)
+            wait = "2" if source in OWN else "0.3"
+            in_ns(f"/run/netns/{netns}", "ping", "-c", "1", "-W", wait, "-I", source, OUTSIDE_V4, check=False)
     finally:
         seen = {_source(p) for p in sniffer.close()}
         _kill(proc)
@@ -208,7 +209,7 @@ def test_hook_killed_mid_start_the_worker_forgets_it(served: Stack, make_netns) 
     finally:
         _kill(proc)  # runc kills the container: its namespace and the link go
         subprocess.run(["ip", "netns", "del", netns], check=True)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 2  # the worker sees a link go at once
     while leftovers(served, "101") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert leftovers(served, "101") == []
@@ -284,7 +285,7 @@ def test_links_the_container_makes_carry_nothing_spoofed(served: Stack, make_net
         in_ns(path, "ip", "link", "set", "mv0", "up")
         in_ns(path, "ip", "neigh", "replace", OUTSIDE_V4, "lladdr", host_mac, "dev", "mv0", "nud", "permanent")
         in_ns(path, "ip", "route", "replace", OUTSIDE_V4, "dev", "mv0", "src", SPOOFED[0])
-        in_ns(path, "ping", "-c", "1", "-W", "1", OUTSIDE_V4, check=False)
+        in_ns(path, "ping", "-c", "1", "-W", "0.3", OUTSIDE_V4, check=False)
         in_ns(path, "ip", "link", "del", "mv0")
         # venet0 renamed, a spoofed IPv6 address on it
         in_ns(path, "ip", "link", "set", "venet0", "down")
@@ -292,7 +293,7 @@ def test_links_the_container_makes_carry_nothing_spoofed(served: Stack, make_net
         in_ns(path, "ip", "link", "set", "eth0", "up")
         in_ns(path, "ip", "-6", "route", "replace", "default", "dev", "eth0")
         in_ns(path, "ip", "addr", "add", f"{SPOOFED[1]}/128", "dev", "eth0", "nodad")
-        in_ns(path, "ping", "-c", "1", "-W", "1", "-I", SPOOFED[1], OUTSIDE_V6, check=False)
+        in_ns(path, "ping", "-c", "1", "-W", "0.3", "-I", SPOOFED[1], OUTSIDE_V6, check=False)
         # moved into a namespace the container made: its own address passes, a spoofed one does not
         in_ns(path, "ip", "link", "set", "eth0", "netns", inner)
         ipath = f"/run/netns/{inner}"
@@ -301,7 +302,7 @@ def test_links_the_container_makes_carry_nothing_spoofed(served: Stack, make_net
         in_ns(ipath, "ip", "link", "set", "eth0", "up")
         in_ns(ipath, "ip", "route", "add", "default", "dev", "eth0")
         own = in_ns(ipath, "ping", "-c", "1", "-W", "2", "-I", OWN[0], OUTSIDE_V4, check=False)
-        in_ns(ipath, "ping", "-c", "1", "-W", "1", "-I", SPOOFED[0], OUTSIDE_V4, check=False)
+        in_ns(ipath, "ping", "-c", "1", "-W", "0.3", "-I", SPOOFED[0], OUTSIDE_V4, check=False)
         assert own.returncode == 0, "the container's own address no longer gets out"
     finally:
         seen = {_source(p) for p in sniffer.close()}
@@ -354,3 +355,64 @@ def test_an_image_cannot_give_itself_a_ctid(node_stack: Stack, podman) -> None: 
     assert ran.returncode == 0, ran.stderr
     assert "venet0" not in ran.stdout, "the image's own annotation gave it CT 101's network"
     assert leftovers(node_stack, "101") == []
+
+
+def test_spoofing_through_podman_restart_and_kill(node_stack: Stack, podman) -> None:  # noqa: F811
+    """A detached podman container floods from its own address and a spoofed one while it is
+    restarted twice and then killed (SIGKILL): the outside host sees its own address only, each
+    new start has the link, and nothing is left at the end (poststop; the worker runs)."""
+    node_stack.node().set("101", OWN, save=True)
+    script = (f"ip addr add {SPOOFED[0]}/32 dev venet0; i=0; while [ $i -lt 300 ]; do i=$((i+1)); "
+              f"ping -c 1 -W 1 -I {SPOOFED[0]} {OUTSIDE_V4} >/dev/null 2>&1 & "
+              f"ping -c 1 -W 1 {OUTSIDE_V4} >/dev/null 2>&1; sleep 0.05; done")
+    sniffer = Sniffer(node_stack.outside, "eth0", lambda p: _source(p) in {*OWN, *SPOOFED})
+    try:
+        command = [arg for arg in podman.run("101", script, "--detach", "--cap-add", "NET_ADMIN,NET_RAW")
+                   if arg != "--rm"]  # restarted: not removed when it stops
+        started = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert started.returncode == 0, started.stderr
+        container = started.stdout.strip()
+        for _ in range(2):
+            time.sleep(0.5)
+            before = load_state(node_stack.run_dir).containers["101"].netns
+            restarted = subprocess.run(podman.command("restart", "--time", "0", container), capture_output=True,
+                                       text=True, timeout=60)
+            assert restarted.returncode == 0, restarted.stderr
+            record = load_state(node_stack.run_dir).containers["101"]
+            assert record.phase == "running" and record.netns != before
+        time.sleep(0.5)
+        killed = subprocess.run(podman.command("kill", "--signal", "KILL", container), capture_output=True, text=True,
+                                timeout=60)
+        assert killed.returncode == 0, killed.stderr
+        deadline = time.monotonic() + 10
+        while leftovers(node_stack, "101") and time.monotonic() < deadline:  # cleanup runs after kill returns
+            time.sleep(0.1)
+    finally:
+        seen = {_source(p) for p in sniffer.close()}
+    assert seen == {OWN[0]}, f"the outside host saw {sorted(seen)}"
+    assert leftovers(node_stack, "101") == []
+
+
+@pytest.mark.parametrize(("setup", "error"), [
+    ("mount --bind -o ro {run} {run}", "Read-only file system"),
+    ("mount -t tmpfs -o size=4k,mode=0700 tmpfs {run} && head -c 4096 /dev/zero >{run}/fill", "No space left on device"),
+])
+def test_unwritable_run_dir(served: Stack, make_netns, setup: str, error: str) -> None:
+    """The hooks.d file's VENETFILTER_RUN_DIR on a read-only or full file system (in a mount
+    namespace of the test's own): the start fails (3) with the reason, and nothing is left."""
+    run = served.run_dir.parent / "other-run"
+    run.mkdir(mode=0o700)
+    proc = process_in(make_netns("vfc"))
+    try:
+        env = {"VENETFILTER_CONF_DIR": str(served.conf_dir), "VENETFILTER_RUN_DIR": str(run)}
+        hooked = f"nsenter --net=/run/netns/{served.host} {sys.executable} -m venetfilter.cli hook oci"
+        result = subprocess.run(
+            ["unshare", "-m", "sh", "-c", f"mount --make-rprivate / && {setup.format(run=run)} && {hooked}"],
+            input=json.dumps(oci_state(pid=proc.pid)), capture_output=True, text=True, env=env, timeout=60,
+        )
+        assert result.returncode == EXIT_SYSTEM and error in result.stderr, result
+        links = in_ns(f"/proc/{proc.pid}/ns/net", "ip", "-o", "link").stdout
+        assert "venet0" not in links and leftovers(served, "101") == []
+        assert load_state(run).containers == {}
+    finally:
+        _kill(proc)
