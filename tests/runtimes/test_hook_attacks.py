@@ -416,3 +416,65 @@ def test_unwritable_run_dir(served: Stack, make_netns, setup: str, error: str) -
         assert load_state(run).containers == {}
     finally:
         _kill(proc)
+
+
+# -- a host with tunnel modules loaded --------------------------------------------------------------
+
+
+class _Attrs:
+    def __init__(self, **attrs: object) -> None:
+        self.attrs = attrs
+
+    def get_attr(self, name: str) -> object:
+        return self.attrs.get(name)
+
+
+class _Link(_Attrs):
+    def __init__(self, name: str, kind: str | None = None, up: bool = False, **attrs: object) -> None:
+        info = _Attrs(IFLA_INFO_KIND=kind) if kind else None
+        super().__init__(IFLA_IFNAME=name, IFLA_LINKINFO=info, **attrs)
+        self.flags = 0x1 if up else 0x0
+
+    def __getitem__(self, key: str) -> int:
+        assert key == "flags"
+        return self.flags
+
+
+class _Dump:
+    def __init__(self, links: list[_Link]) -> None:
+        self.links = links
+
+    def __enter__(self) -> _Dump:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def link(self, command: str) -> list[_Link]:
+        assert command == "dump"
+        return self.links
+
+
+@pytest.mark.parametrize(("links", "refused"), [
+    ([_Link("lo"), _Link("tunl0", "ipip"), _Link("sit0", "sit"), _Link("ip6tnl0", "ip6tnl"), _Link("gre0", "gre"),
+      _Link("gretap0", "gretap"), _Link("erspan0", "erspan"), _Link("ip_vti0", "vti"), _Link("ip6_vti0", "vti6")], ""),
+    ([_Link("lo"), _Link("tunl0", "ipip", up=True)], "tunl0"),  # not as the kernel makes it
+    ([_Link("lo"), _Link("tunl0", "ipip", IFLA_LINK_NETNSID=0)], "tunl0"),  # encapsulates in another namespace
+    ([_Link("lo"), _Link("gre0", "veth")], "gre0"),  # only the name of one
+    ([_Link("lo"), _Link("sit0", "sit"), _Link("eth0", "veth")], "eth0"),
+])
+def test_kernel_fallback_tunnels_are_no_link_of_the_container(monkeypatch, links: list[_Link], refused: str) -> None:
+    """Broke: on a host that loaded ipip, sit, ip6_tunnel, gre or vti (Calico, 6in4, ...), the kernel
+    puts its down fallback tunnels (tunl0, sit0, ...) in every new namespace, and both hooks refused
+    every container ("already has ip6tnl0, sit0, tunl0"). They lead nowhere but through venet0.
+    (Not made for real here: loading a tunnel module adds them to the root namespace too.)"""
+    from venetfilter.errors import InvalidOptionError
+    from venetfilter.runtimes import _netns
+
+    monkeypatch.setattr(_netns, "same_netns", lambda a, b: False)
+    monkeypatch.setattr(_netns, "open_iproute", lambda path: _Dump(links))
+    if not refused:
+        _netns.check_bare_netns("/proc/1/ns/net", None, "hint")
+        return
+    with pytest.raises(InvalidOptionError, match=f"already has {refused}"):
+        _netns.check_bare_netns("/proc/1/ns/net", None, "hint")

@@ -4,13 +4,14 @@ check that the node filters at all before a hook gives a container a link."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from ..errors import HostNetworkError, InvalidOptionError, NetnsNotFoundError
 from ..host import open_iproute
 from ..host.netns import NetnsSpec, same_netns
 from ..rules import RulesError, table_exists
 
-__all__ = ["NO_FILTER_MESSAGE", "check_bare_netns", "check_filter", "pid_netns"]
+__all__ = ["FALLBACK_TUNNELS", "NO_FILTER_MESSAGE", "check_bare_netns", "check_filter", "pid_netns"]
 
 NO_FILTER_MESSAGE = (
     "the kernel table inet venetfilter is not installed, so nothing would isolate the container: start the "
@@ -26,14 +27,37 @@ def pid_netns(pid: int) -> str:
     return path
 
 
+FALLBACK_TUNNELS = frozenset({
+    ("tunl0", "ipip"), ("sit0", "sit"), ("ip6tnl0", "ip6tnl"), ("gre0", "gre"), ("gretap0", "gretap"),
+    ("erspan0", "erspan"), ("ip6gre0", "ip6gre"), ("ip6gretap0", "ip6gretap"), ("ip6erspan0", "ip6erspan"),
+    ("ip_vti0", "vti"), ("ip6_vti0", "vti6"),
+})
+"""The (name, kind) of the tunnel devices the kernel puts in every new network namespace while
+their module is loaded (``net.core.fb_tunnels_only_for_init_net = 0``, the default)."""
+_IFF_UP = 0x1
+
+
+def _fallback_tunnel(link: Any) -> bool:
+    """A kernel fallback tunnel, down as the kernel makes it: it leads nowhere but through the
+    namespace's other links (here only venet0, filtered), so it is no way around venetfilter."""
+    name = str(link.get_attr("IFLA_IFNAME"))
+    info = link.get_attr("IFLA_LINKINFO")
+    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+    local = link.get_attr("IFLA_LINK_NETNSID") is None  # else it encapsulates in another namespace
+    return (name, kind) in FALLBACK_TUNNELS and local and not link["flags"] & _IFF_UP
+
+
 def check_bare_netns(path: str, host_netns: NetnsSpec, hint: str) -> None:
     """Refuse (`InvalidOptionError`, exit 21) a namespace that is the host's or has a link other
     than ``lo``: a link venetfilter did not make would carry the container's packets unjudged.
-    `hint` tells the user how to give the container a namespace of its own with nothing in it."""
+    `hint` tells the user how to give the container a namespace of its own with nothing in it.
+    The kernel's fallback tunnels (`FALLBACK_TUNNELS`, down) are no such link: a host that loaded
+    ipip, sit, gre or vti has them in every namespace, so refusing them would refuse every container."""
     if same_netns(path, host_netns):
         raise InvalidOptionError(f"the container shares the host's network namespace: {hint}")
     with open_iproute(path) as ipr:
-        names = sorted(str(link.get_attr("IFLA_IFNAME")) for link in ipr.link("dump"))
+        links = [link for link in ipr.link("dump") if not _fallback_tunnel(link)]
+    names = sorted(str(link.get_attr("IFLA_IFNAME")) for link in links)
     others = [name for name in names if name != "lo"]
     if others:
         raise InvalidOptionError(
