@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -478,3 +479,38 @@ def test_kernel_fallback_tunnels_are_no_link_of_the_container(monkeypatch, links
         return
     with pytest.raises(InvalidOptionError, match=f"already has {refused}"):
         _netns.check_bare_netns("/proc/1/ns/net", None, "hint")
+
+
+def test_the_oci_hooks_warnings_reach_syslog(tableless: Stack, make_netns, tmp_path) -> None:
+    """Broke: podman shows a hook's output only when the hook fails, so the warnings of a start that
+    succeeds (no worker; an address another host answers for on the uplink) reached no one. The hook
+    now tells syslog too (facility daemon, ident venetctl), as the LXC hook does: a warning at
+    priority warning, a refusal at err. /dev/log is faked in a mount namespace of the hook's own."""
+    tableless.venetctl("rules", "install", "--netns", tableless.host)
+    proc, other = process_in(make_netns("vfc")), process_in(make_netns("vfc"))
+    path = tmp_path / "log"
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as log:
+            log.bind(str(path))
+            log.settimeout(5)
+            fake = f"mount -t tmpfs tmpfs /dev && ln -s {path} /dev/log && exec \"$@\""
+            env = {"VENETFILTER_CONF_DIR": str(tableless.conf_dir), "VENETFILTER_RUN_DIR": str(tableless.run_dir)}
+
+            def run(state: dict) -> subprocess.CompletedProcess[str]:
+                return subprocess.run(
+                    ["nsenter", f"--net=/run/netns/{tableless.host}", "unshare", "--mount", "sh", "-c", fake, "sh",
+                     sys.executable, "-m", "venetfilter.cli", "hook", "oci"],
+                    input=json.dumps(state), capture_output=True, text=True, env=env, cwd="/", timeout=60)
+
+            started = run(oci_state(pid=proc.pid))
+            assert started.returncode == EXIT_OK and "no worker is running" in started.stderr, started
+            message = log.recv(4096).decode()
+            assert message.startswith("<28>") and "venetctl[" in message, message  # daemon.warning
+            assert "hook oci: CT 101: no worker is running" in message, message
+            refused = run(oci_state(pid=other.pid, ctid="105", ident="b" * 64))
+            assert refused.returncode != EXIT_OK
+            message = log.recv(4096).decode()
+            assert message.startswith("<27>") and "hook oci: " in message, message  # daemon.err
+            assert message.endswith("hook oci: unknown container '105' (exit 14)"), message
+    finally:
+        _kill(proc, other)

@@ -44,10 +44,30 @@ def _register_oci(hooks: argparse._SubParsersAction[Any], parents: list[argparse
         help="the hook stage (default: from the state's status; for a hooks.d file per stage)",
     )
 
+    def log(priority: int, message: str) -> None:
+        """Also to syslog: podman shows a hook's output only when the hook fails, so a start's
+        warnings (an address another host answers for, no worker) would reach no one."""
+        import syslog
+
+        syslog.openlog("venetctl", syslog.LOG_PID, syslog.LOG_DAEMON)
+        syslog.syslog(priority, f"hook oci: {message}")
+        syslog.closelog()
+
     def run_oci(args: argparse.Namespace) -> int:
-        result = oci.run(make_node(args), oci.read_state(sys.stdin.buffer), args.stage)
+        import syslog
+
+        from ..errors import VenetfilterError
+        from ._common import EXIT_SYSTEM
+
+        try:
+            result = oci.run(make_node(args), oci.read_state(sys.stdin.buffer), args.stage)
+        except (VenetfilterError, OSError) as exc:
+            code = exc.exit_code if isinstance(exc, VenetfilterError) else EXIT_SYSTEM
+            log(syslog.LOG_ERR, f"{exc} (exit {code})")
+            raise
         for message in result.warnings:
             warn(message)
+            log(syslog.LOG_WARNING, f"CT {result.ctid}: {message}")
         return EXIT_OK
 
     p.set_defaults(func=run_oci)
