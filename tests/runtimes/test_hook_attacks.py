@@ -514,3 +514,27 @@ def test_the_oci_hooks_warnings_reach_syslog(tableless: Stack, make_netns, tmp_p
             assert message.endswith("hook oci: unknown container '105' (exit 14)"), message
     finally:
         _kill(proc, other)
+
+
+def test_a_container_that_deletes_its_venet0_stops_only_itself(served: Stack, make_netns) -> None:
+    """The container's root deletes venet0 (its host end goes with it): the worker stops its record;
+    the next container given the CTID starts; the first one's poststop (podman gives no pid) leaves
+    the new one's network alone."""
+    first, second = process_in(make_netns("vfc")), process_in(make_netns("vfc"))
+    try:
+        assert hook(served, ["oci"], oci_state(pid=first.pid)).returncode == EXIT_OK
+        in_ns(f"/proc/{first.pid}/ns/net", "ip", "link", "del", "venet0")
+        deadline = time.monotonic() + 5
+        while leftovers(served, "101"):
+            assert time.monotonic() < deadline, f"the worker left {leftovers(served, '101')}"
+            time.sleep(0.05)
+        result = hook(served, ["oci"], oci_state(pid=second.pid, ident="b" * 64))
+        assert result.returncode == EXIT_OK, result.stderr
+        _kill(first)
+        result = hook(served, ["oci"], oci_state("stopped"))
+        assert (result.returncode, result.stderr) == (EXIT_OK, "")
+        record = load_state(served.run_dir).containers["101"]
+        assert (record.phase, record.netns) == ("running", f"/proc/{second.pid}/ns/net")
+        assert OWN[0] in in_ns(f"/proc/{second.pid}/ns/net", "ip", "-o", "addr", "show", "venet0").stdout
+    finally:
+        _kill(first, second)
