@@ -187,15 +187,9 @@ def test_hook_killed_mid_start_the_next_start_repairs(served: Stack, make_netns)
     assert leftovers(served, "101") == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a record left 'starting' by a killed hook (runc's hooks.d timeout; podman runs no poststop after "
-    "a failed create) stays forever: when the container's link goes, the worker's _link_deleted calls "
-    "Node.forget, which returns False for any record whose phase is not 'running' "
-    "(lifecycle/node.py). forget runs under the global lock, so a record still 'starting' there has "
-    "lost its starter: forget could tear it down too. Until then the record keeps its addresses "
-    "(another CTID given one is refused: address in use) and 'venetctl list' shows it starting"
-))
 def test_hook_killed_mid_start_the_worker_forgets_it(served: Stack, make_netns) -> None:
+    """A record left "starting" by a killed hook (runc's hooks.d timeout; podman runs no poststop
+    after a failed create) is dropped when the container's link goes, as a running one is."""
     netns = make_netns("vfc")
     proc = process_in(netns)
     try:

@@ -354,11 +354,15 @@ class Node:
     def forget(self, ctid: str, ifindex: int) -> bool:
         """The link `ifindex` of `ctid` is gone (its namespace was deleted, or its ``venet0``): undo
         the rest of its network and drop its record. False when `ctid` has no such record. For the
-        worker, which notices."""
+        worker, which notices.
+
+        Any phase: under the global lock no start or stop is under way, so a record still
+        "starting" or "stopping" here lost the process that was changing it (a runtime's hook
+        killed at its timeout), and its link is gone all the same."""
         with global_lock(self.run_dir):
             state = load_state(self.run_dir)
             record = state.containers.get(ctid)
-            if record is None or record.ifindex != ifindex or record.phase != "running":
+            if record is None or record.ifindex != ifindex:
                 return False
             state = self._teardown(state, record, [])
             save_state(self.run_dir, state)
