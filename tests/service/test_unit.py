@@ -43,19 +43,28 @@ def test_contrib_copy_is_the_rendering_for_default_paths() -> None:
     assert CONTRIB.read_text() == unit.render(Path("/usr/local/bin/venetfilter-worker"))
 
 
-def test_install_service_writes_the_unit_for_this_environment(venetctl, tmp_path: Path) -> None:
+def test_install_service_writes_the_unit_for_this_environment(venetctl, tmp_path: Path, monkeypatch,
+                                                              runnable_worker: Path) -> None:
+    worker = unit.installed_worker()
+    assert worker.is_absolute() and worker.is_file()
+    try:
+        unit.check_runnable(worker)
+    except unit.UnitError as exc:  # the unit could not run it (here: a venv made from pyenv's python under /root)
+        refused = venetctl("install-service", "--unit-dir", str(tmp_path), *DEFAULTS)
+        assert refused.code == 21 and str(exc) in refused.err and "sandbox hides" in refused.err, refused
+        assert not (tmp_path / unit.UNIT_NAME).exists()
+        monkeypatch.setattr(unit, "installed_worker", lambda: runnable_worker)  # an environment the unit can run
+        worker = runnable_worker
     result = venetctl("install-service", "--unit-dir", str(tmp_path), *DEFAULTS)
     assert result.code == 0, result.err
     text = (tmp_path / unit.UNIT_NAME).read_text()
-    worker = unit.installed_worker()
-    assert worker.is_absolute() and worker.is_file()
     assert f"ExecStart={worker} --conf-dir /etc/venetfilter --run-dir /run/venetfilter\n" in text
     assert "RuntimeDirectory=venetfilter\n" in text and "/etc/venetfilter\n" not in text.replace("--conf-dir /etc/venetfilter", "")
     assert "systemd is not running" in result.out
 
 
-def test_root_print_and_refusals(venetctl, tmp_path: Path) -> None:
-    assert venetctl("install-service", "--root", str(tmp_path), *DEFAULTS).code == 0
+def test_root_print_and_refusals(venetctl, tmp_path: Path, runnable_worker: Path) -> None:
+    assert venetctl("install-service", "--root", str(tmp_path), "--worker", str(runnable_worker), *DEFAULTS).code == 0
     assert (tmp_path / "etc/systemd/system" / unit.UNIT_NAME).is_file()
     printed = venetctl("install-service", "--print", "--worker", "/opt/vf/bin/venetfilter-worker", *DEFAULTS)
     assert printed.code == 0 and printed.out == unit.render(Path("/opt/vf/bin/venetfilter-worker"))
@@ -67,6 +76,9 @@ def test_root_print_and_refusals(venetctl, tmp_path: Path) -> None:
 def test_paths_are_quoted_for_the_unit_file() -> None:
     assert unit.quote("/opt/my venv/bin/venetfilter-worker") == '"/opt/my venv/bin/venetfilter-worker"'
     assert unit.quote("/srv/100%$x") == "/srv/100%%$$x"
+    assert unit.quote_path("/srv/100%$x") == "/srv/100%%$x"  # only Exec*= lines expand variables
+    assert unit.quote_path("/srv/a b") == '"/srv/a b"'
+    assert unit.quote_directory_name('vf 100%$x:y"\'\\') == '"vf 100%%$x\\x3ay\\x22\\x27\\x5c"'
     assert unit.quote('/a"b\\c') == '"/a\\"b\\\\c"'
     with pytest.raises(unit.UnitError):
         unit.quote("/a\nb")
@@ -75,9 +87,10 @@ def test_paths_are_quoted_for_the_unit_file() -> None:
 
 
 @needs_analyze
-def test_systemd_analyze_verify_passes_on_the_installed_unit(venetctl, tmp_path: Path) -> None:
-    """Not a word from verify: it runs this environment's venetfilter-worker, every setting known."""
-    assert venetctl("install-service", "--unit-dir", str(tmp_path), *DEFAULTS).code == 0
+def test_systemd_analyze_verify_passes_on_the_installed_unit(venetctl, tmp_path: Path, runnable_worker: Path) -> None:
+    """Not a word from verify: it runs an existing venetfilter-worker (this environment's, with the
+    system's python3 as its interpreter), every setting known."""
+    assert venetctl("install-service", "--unit-dir", str(tmp_path), "--worker", str(runnable_worker), *DEFAULTS).code == 0
     result = analyze("verify", str(tmp_path / unit.UNIT_NAME))
     assert result.returncode == 0 and not result.stdout + result.stderr, result.stdout + result.stderr
 

@@ -11,6 +11,11 @@ start, a reload, a container's death and a stop:
 - files: it writes only its run dir (and ``/run/netns``, to remove a dead container's namespace);
   it reads its conf dir and never writes /etc, nor takes iptables' ``/run/xtables.lock``.
 
+systemd reads the settings differently (systemd.service(5), systemd.exec(5), systemd.unit(5)): all of
+them unquote their words and expand ``%`` specifiers, only the ``Exec*=`` command lines expand
+``$VAR`` (`quote`); ``ReadWritePaths=`` takes the rest literally (`quote_path`); ``RuntimeDirectory=``
+also reads C escapes and ``:`` as the start of a symlink (`quote_directory_name`).
+
 tests/service checks the unit with ``systemd-analyze verify`` and ``security`` (exposure 2.2), and
 runs the worker with that bounding set, no new privileges and PR_SET_MDWE.
 """
@@ -18,6 +23,8 @@ runs the worker with that bounding set, no new privileges and PR_SET_MDWE.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 from pathlib import Path, PurePosixPath
 
@@ -25,19 +32,34 @@ from ..config.paths import DEFAULT_CONF_DIR, DEFAULT_RUN_DIR
 from ..system_files import SystemFileError, absolute, installed_script
 
 __all__ = [
+    "HIDDEN",
     "SYSTEM_UNIT_DIR",
     "TEMPLATE",
     "UNIT_NAME",
     "UnitError",
+    "check_runnable",
     "daemon_reload",
+    "hidden_by",
     "installed_worker",
+    "interpreter",
+    "quote",
+    "quote_directory_name",
+    "quote_path",
     "render",
     "systemd_running",
+    "writable_run_dir",
 ]
 
 UNIT_NAME = "venetfilter-worker.service"
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
-HIDDEN = ("/home", "/root", "/run/user", "/tmp", "/var/tmp")  # ProtectHome= and PrivateTmp= hide these
+# what the unit's processes cannot see, and the setting that hides it (systemd.exec(5))
+HIDDEN = {
+    "/home": "ProtectHome=yes", "/root": "ProtectHome=yes", "/run/user": "ProtectHome=yes",
+    "/tmp": "PrivateTmp=yes", "/var/tmp": "PrivateTmp=yes",
+    "/usr/lib/modules": "ProtectKernelModules=yes", "/lib/modules": "ProtectKernelModules=yes",
+}
+# the PATH systemd gives a system service (systemd.exec(5), "Environment variables in spawned processes")
+SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 TEMPLATE = """\
 # {name}: rendered by 'venetctl install-service' (venetfilter.worker.unit); edit with 'systemctl edit'.
@@ -101,31 +123,75 @@ class UnitError(SystemFileError):
     """Paths the unit cannot use (relative, hidden by its sandbox, or not expressible): exit code 21."""
 
 
-def quote(arg: str) -> str:
-    """`arg` as one word of a unit file's command line or path list (specifiers and variables off)."""
+def _writable(arg: str) -> None:
     if not arg or any(ord(c) < 32 or ord(c) == 127 for c in arg):
         raise UnitError(f"{arg!r} cannot be written in a unit file")
-    escaped = arg.replace("%", "%%").replace("$", "$$")
+
+
+def _double_quoted(escaped: str) -> str:
     if any(c in escaped for c in " \t\"'\\;"):
         escaped = '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return escaped
 
 
-def _absolute(path: Path, what: str) -> PurePosixPath:
-    pure = absolute(path, what, UnitError)
+def quote(arg: str) -> str:
+    """`arg` as one word of an ``Exec*=`` command line: specifiers (``%``) and variables (``$``) off."""
+    _writable(arg)
+    return _double_quoted(arg.replace("%", "%%").replace("$", "$$"))
+
+
+def quote_path(arg: str) -> str:
+    """`arg` as one word of a path list (``ReadWritePaths=``): unquoted and specifiers expanded, no
+    variables (``$`` stays as it is); a leading ``-`` or ``+`` would be a prefix, an absolute path has none."""
+    _writable(arg)
+    return _double_quoted(arg.replace("%", "%%"))
+
+
+# C escapes for what RuntimeDirectory= would otherwise take apart: its words are unquoted keeping
+# their escapes, then split at ':' (a symlink to make) and C-unescaped, then specifiers expanded
+_DIRECTORY_ESCAPES = {"\\": "\\x5c", '"': "\\x22", "'": "\\x27", ":": "\\x3a", "%": "%%"}
+
+
+def quote_directory_name(name: str) -> str:
+    """`name` as one word of ``RuntimeDirectory=``: specifiers off, ``:`` not a symlink, no variables."""
+    _writable(name)
+    escaped = "".join(_DIRECTORY_ESCAPES.get(c, c) for c in name)
+    return f'"{escaped}"' if " " in escaped else escaped
+
+
+def hidden_by(path: str | os.PathLike[str]) -> str | None:
+    """The directory of `HIDDEN` that `path` (taken as written) is in, or None."""
+    pure = PurePosixPath(path)
     for hidden in HIDDEN:
         if pure == PurePosixPath(hidden) or PurePosixPath(hidden) in pure.parents:
-            raise UnitError(f"the {what} {pure} is under {hidden}, which the unit's sandbox hides")
+            return hidden
+    return None
+
+
+def _absolute(path: Path, what: str) -> PurePosixPath:
+    pure = absolute(path, what, UnitError)
+    hidden = hidden_by(pure)
+    if hidden is not None:
+        raise UnitError(f"the {what} {pure} is under {hidden}, which the unit's sandbox hides ({HIDDEN[hidden]})")
     return pure
 
 
 def _run_dir_lines(run_dir: PurePosixPath) -> str:
     """A run dir under /run is the unit's RuntimeDirectory (made at start, kept at stop: it holds
-    the containers' records); another must exist and is made writable."""
+    the containers' records); another must exist at start (install-service makes it: `writable_run_dir`)
+    and is made writable, without '-': a missing one fails the start naming it (226/NAMESPACE), where the
+    worker would otherwise start on a read-only path it cannot make its run dir in (ProtectSystem=strict)."""
     if PurePosixPath("/run") in run_dir.parents:
-        name = str(run_dir.relative_to("/run"))
-        return f"RuntimeDirectory={quote(name)}\nRuntimeDirectoryMode=0700\nRuntimeDirectoryPreserve=yes"
-    return f"ReadWritePaths={quote(str(run_dir))}"
+        name = quote_directory_name(str(run_dir.relative_to("/run")))
+        return f"RuntimeDirectory={name}\nRuntimeDirectoryMode=0700\nRuntimeDirectoryPreserve=yes"
+    return f"ReadWritePaths={quote_path(str(run_dir))}"
+
+
+def writable_run_dir(run_dir: Path) -> PurePosixPath | None:
+    """The run dir when the unit names it in ``ReadWritePaths=`` (outside /run: it must exist when the
+    unit starts, or the start fails with 226/NAMESPACE), None when it is the unit's RuntimeDirectory=."""
+    run = absolute(run_dir, "run dir", UnitError)
+    return None if PurePosixPath("/run") in run.parents else run
 
 
 def render(worker: Path, conf_dir: Path = DEFAULT_CONF_DIR, run_dir: Path = DEFAULT_RUN_DIR) -> str:
@@ -134,6 +200,108 @@ def render(worker: Path, conf_dir: Path = DEFAULT_CONF_DIR, run_dir: Path = DEFA
     conf, run = _absolute(conf_dir, "conf dir"), _absolute(run_dir, "run dir")
     exec_start = " ".join(quote(arg) for arg in (str(worker_path), "--conf-dir", str(conf), "--run-dir", str(run)))
     return TEMPLATE.format(name=UNIT_NAME, exec_start=exec_start, run_dir_lines=_run_dir_lines(run))
+
+
+# pip's launcher for an interpreter path a #! line cannot hold (too long, or with a space): a
+# "#!/bin/sh" line, then "'''exec' "/path/to/python" "$0" "$@"" (distlib's ScriptMaker)
+_SH_LAUNCHER = re.compile(rb"""^'''exec' "([^"]+)" "\$0" "\$@"$""", re.MULTILINE)
+
+
+def interpreter(script: Path) -> Path | None:
+    """The program the kernel runs `script` with: its ``#!`` line's (for ``/usr/bin/env NAME``, the
+    NAME on the PATH of a system service; for pip's ``/bin/sh`` launcher, the python it execs); None
+    for a file without one (a binary)."""
+    with open(script, "rb") as f:
+        head = f.read(1024)
+    if not head.startswith(b"#!"):
+        return None
+    words = head[2:].split(b"\n", 1)[0].split()
+    if not words:
+        raise UnitError(f"the worker {script} has an empty #! line")
+    program, args = os.fsdecode(words[0]), [os.fsdecode(w) for w in words[1:]]
+    if os.path.basename(program) == "env" and args and not args[0].startswith("-"):
+        found = shutil.which(args[0], path=SERVICE_PATH)
+        if found is None:
+            raise UnitError(f"the worker {script} runs '{program} {args[0]}', and there is no {args[0]} on the "
+                            f"PATH of a system service ({SERVICE_PATH})")
+        return Path(found)
+    launcher = _SH_LAUNCHER.search(head)
+    if os.path.basename(program) == "sh" and launcher:
+        return Path(os.fsdecode(launcher[1]))
+    return Path(program)
+
+
+def _venv_home(python: Path) -> Path | None:
+    """The ``home`` of the virtual environment of `python` (the Python whose standard library it runs)."""
+    try:
+        lines = (python.parent.parent / "pyvenv.cfg").read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "home" and value.strip():
+            return Path(value.strip())
+    return None
+
+
+def _lookups(path: str | os.PathLike[str]) -> list[str]:
+    """Every path the kernel looks up to reach `path`, each symlink followed (its target's components
+    too), in order: a lookup in a directory the unit hides fails there, wherever the chain ends."""
+    looked: list[str] = []
+    pending = list(PurePosixPath(os.path.abspath(path)).parts[1:])
+    current, links = "/", 0
+    while pending:
+        part = pending.pop(0)
+        if part in (".", ""):
+            continue
+        if part == "..":
+            current = os.path.dirname(current)
+            continue
+        candidate = os.path.join(current, part)
+        looked.append(candidate)
+        if os.path.islink(candidate):
+            links += 1
+            if links > 40:  # the kernel's limit (ELOOP)
+                raise UnitError(f"too many symlinks resolving {os.fspath(path)}")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                current = "/"
+            pending = list(PurePosixPath(target).parts[1 if target.startswith("/") else 0:]) + pending
+        else:
+            current = candidate
+    return looked
+
+
+def check_runnable(worker: Path) -> None:
+    """`UnitError` when the unit could not run `worker` (203/EXEC at every start, and Restart=always
+    with no start limit: forever): the worker, its ``#!`` interpreter, or the base Python of that
+    interpreter's virtual environment is, or resolves (through any of its symlinks), into a directory
+    the unit hides, or the interpreter is not there. A worker that does not exist (yet) is not checked."""
+    if not os.path.isfile(worker):
+        return
+    needed = [("worker", worker)]
+    python = interpreter(worker)
+    if python is not None:
+        if not os.path.exists(python):
+            raise UnitError(f"the worker {worker} runs with {python}, which does not exist")
+        needed.append(("#! interpreter", python))
+        home = _venv_home(python)
+        if home is not None:
+            needed.append(("virtual environment's base Python", home))
+    for what, path in needed:
+        hidden_lookups = [(p, h) for p in _lookups(path) if (h := hidden_by(os.path.dirname(p))) is not None]
+        if not hidden_lookups:
+            continue
+        looked_up, hidden = hidden_lookups[-1]  # the deepest: the symlink that leads out of it, if one does
+        real = os.path.realpath(path)
+        shown = str(path) if real == os.fspath(path) else f"{path} (resolved: {real})"
+        where = "is" if looked_up in (os.fspath(path), real) else f"goes through {looked_up},"
+        raise UnitError(
+            f"the worker's {what} {shown} {where} under {hidden}, which the unit's sandbox hides ({HIDDEN[hidden]}): "
+            f"the unit would fail with 203/EXEC at every start. Install venetfilter into a virtual environment "
+            f"made from the system's Python (e.g. '/usr/bin/python3 -m venv /opt/venetfilter') and run its "
+            f"venetctl, or give --worker a venetfilter-worker that runs from outside {', '.join(HIDDEN)}"
+        )
 
 
 def installed_worker() -> Path:

@@ -1,0 +1,56 @@
+"""Workers the unit can run, wherever this environment's own comes from (here its venv's python
+resolves under /root, which the unit hides): made in a directory the unit does not hide."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from venetfilter.worker import unit
+
+CANDIDATES = ("/dev/shm", "/var/lib", "/srv", "/opt")  # outside /run (a run dir there is no RuntimeDirectory=)
+
+
+@pytest.fixture
+def visible_dir() -> Iterator[Path]:
+    """A fresh directory outside /run that the unit's sandbox does not hide, on an exec mount; removed afterwards."""
+    for candidate in CANDIDATES:
+        if (os.path.isdir(candidate) and os.access(candidate, os.W_OK) and unit.hidden_by(os.path.realpath(candidate)) is None
+                and not os.statvfs(candidate).f_flag & os.ST_NOEXEC):
+            made = Path(tempfile.mkdtemp(prefix="venetfilter-test-", dir=candidate))
+            try:
+                yield made
+            finally:
+                shutil.rmtree(made)
+            return
+    pytest.skip(f"none of {', '.join(CANDIDATES)} is a writable directory the unit does not hide")
+
+
+@pytest.fixture
+def make_worker(visible_dir: Path) -> Callable[[str, str], Path]:
+    """``make_worker(name, first_line)``: an executable copy of this environment's venetfilter-worker
+    in `visible_dir`, its #! line replaced by `first_line`."""
+
+    def make(name: str, first_line: str) -> Path:
+        body = unit.installed_worker().read_text().split("\n", 1)[1]
+        path = visible_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{first_line}\n{body}")
+        path.chmod(0o755)
+        return path
+
+    return make
+
+
+@pytest.fixture
+def runnable_worker(make_worker: Callable[[str, str], Path]) -> Path:
+    """A venetfilter-worker whose interpreter is the system's python3 (not hidden by the unit)."""
+    system_python = "/usr/bin/python3"
+    if not os.path.exists(system_python) or unit.hidden_by(os.path.realpath(system_python)) is not None:
+        pytest.skip(f"no {system_python} outside the directories the unit hides")
+    return make_worker("bin/venetfilter-worker", f"#!{system_python}")
