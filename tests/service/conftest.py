@@ -1,5 +1,7 @@
-"""Workers the unit can run, wherever this environment's own comes from (here its venv's python
-resolves under /root, which the unit hides): made in a directory the unit does not hide."""
+"""Workers the unit can run, wherever this environment's own comes from (its venv's python may
+resolve under /root, its checkout be under /tmp or /home, all hidden by the unit; or nothing be
+hidden): made in a directory the unit does not hide. And directories under those the unit hides,
+made by the test, for the refusals to be tested on every machine."""
 
 from __future__ import annotations
 
@@ -29,6 +31,24 @@ def visible_dir() -> Iterator[Path]:
                 shutil.rmtree(made)
             return
     pytest.skip(f"none of {', '.join(CANDIDATES)} is a writable directory the unit does not hide")
+
+
+@pytest.fixture
+def hidden_dir() -> Iterator[Callable[[str], Path]]:
+    """``hidden_dir(parent)``: a fresh directory under `parent` (one the unit hides: /tmp, /root, ...),
+    skipping only when this machine has no such writable directory; all removed afterwards."""
+    made: list[Path] = []
+
+    def make(parent: str) -> Path:
+        assert unit.hidden_by(parent) is not None, parent
+        if not (os.path.isdir(parent) and not os.path.islink(parent) and os.access(parent, os.W_OK)):
+            pytest.skip(f"{parent} is not a writable directory here: no file can be put under it")
+        made.append(Path(tempfile.mkdtemp(prefix="venetfilter-test-", dir=parent)))
+        return made[-1]
+
+    yield make
+    for path in made:
+        shutil.rmtree(path)
 
 
 @pytest.fixture

@@ -80,36 +80,68 @@ def test_the_worker_gets_the_conf_dir_as_given(conf_dir: str) -> None:
     assert words[words.index("--conf-dir") + 1] == conf_dir
 
 
-def _interpreter(script: Path) -> Path | None:
-    first = script.read_bytes()[:256].split(b"\n", 1)[0]
-    if not first.startswith(b"#!"):
-        return None
-    return Path(first[2:].decode().split()[0])
+HIDERS = [h for h in unit.HIDDEN if h.count("/") == 1 or h == "/var/tmp"]  # /root, /home, /tmp, /var/tmp
 
 
-def _hidden(path: Path) -> bool:
-    real = PurePosixPath(os.path.realpath(path))
-    return any(real == PurePosixPath(h) or PurePosixPath(h) in real.parents for h in unit.HIDDEN)
-
-
-WORKER_HERE = unit.installed_worker()
-INTERPRETER = _interpreter(WORKER_HERE)
-
-
-@pytest.mark.skipif(INTERPRETER is None or not _hidden(INTERPRETER),
-                    reason="this environment's worker does not run through an interpreter under a hidden directory")
-def test_a_worker_whose_interpreter_the_sandbox_hides_is_refused(tmp_path: Path) -> None:
-    assert INTERPRETER is not None
-    # the mechanism: with the home directories hidden as ProtectHome= hides them, the worker cannot run
-    hide = " && ".join(f"mount -t tmpfs -o mode=000 tmpfs {h}" for h in ("/root", "/home") if Path(h).is_dir())
-    run = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --make-rprivate / && {hide} && exec {WORKER_HERE} --help"],
+@pytest.mark.parametrize("parent", HIDERS)
+def test_a_worker_whose_interpreter_the_sandbox_hides_is_refused(parent: str, hidden_dir, visible_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    """A worker in a virtual environment made from a Python the unit hides (pyenv's under /root, one
+    built under /home or /tmp): the venv is visible, its python a symlink into `parent`. Made by the
+    test, so the refusal is tested wherever this checkout and its interpreter are."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("hiding directories in a mount namespace needs root and unshare")
+    base = hidden_dir(parent) / "bin" / "python3"
+    base.parent.mkdir()
+    base.write_text('#!/bin/sh\nexec /bin/sh "$@"\n')  # an interpreter: runs the worker's script
+    base.chmod(0o755)
+    venv_python = visible_dir / "venv" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    venv_python.symlink_to(base)
+    worker = visible_dir / "venv" / "bin" / "venetfilter-worker"
+    worker.write_text(f"#!{venv_python}\necho worker ran\n")
+    worker.chmod(0o755)
+    # the mechanism: it runs; with the directories hidden as the unit hides them, it cannot
+    assert subprocess.run([str(worker)], capture_output=True, text=True, timeout=30).stdout == "worker ran\n"
+    hide = " && ".join(f"mount -t tmpfs -o mode=000 tmpfs {h}" for h in HIDERS if Path(h).is_dir() and not Path(h).is_symlink())
+    run = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --make-rprivate / && {hide} && exec {worker}"],
                          capture_output=True, text=True, timeout=30)
-    assert run.returncode != 0, "the worker ran with the home directories hidden"
-    # so install-service must not write that unit without a word
+    assert run.returncode != 0 and "worker ran" not in run.stdout, f"the worker ran with {parent} hidden"
+    # so install-service must not write that unit without a word, and says what the library says
+    with pytest.raises(unit.UnitError) as refused:
+        unit.check_runnable(worker)
+    message = str(refused.value)
+    assert message.startswith(f"the worker's #! interpreter {venv_python} (resolved: {base}) is under {parent}, "
+                              f"which the unit's sandbox hides ({unit.HIDDEN[parent]}): "), message
     result = subprocess.run([sys.executable, "-m", "venetfilter.cli", "install-service", "--unit-dir", str(tmp_path),
-                             "--no-reload", "--conf-dir", "/etc/venetfilter", "--run-dir", "/run/venetfilter"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 21 and str(os.path.realpath(INTERPRETER)) in result.stderr, result
-    assert "-m venv" in result.stderr and not (tmp_path / unit.UNIT_NAME).exists()
+                             "--no-reload", "--worker", str(worker), "--conf-dir", "/etc/venetfilter",
+                             "--run-dir", "/run/venetfilter"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 21 and result.stderr == f"venetctl: {message}\n", result
+    assert "-m venv" in message and not (tmp_path / unit.UNIT_NAME).exists()
+
+
+@pytest.mark.parametrize("parent", HIDERS)
+def test_a_worker_under_a_hidden_directory_is_refused_with_one_message(parent: str, hidden_dir, venetctl,
+                                                                      visible_dir: Path) -> None:
+    """The worker itself under `parent`, there or not (yet): render, check_runnable and the CLI refuse
+    it alike, with one message."""
+    directory = hidden_dir(parent)
+    there = directory / "bin" / "venetfilter-worker"
+    there.parent.mkdir()
+    there.write_text("#!/bin/sh\n")
+    there.chmod(0o755)
+    for worker in there, directory / "not-yet" / "venetfilter-worker":
+        with pytest.raises(unit.UnitError) as rendered:
+            unit.render(worker)
+        with pytest.raises(unit.UnitError) as checked:
+            unit.check_runnable(worker)
+        expected = (f"the worker {worker} is under {parent}, which the unit's sandbox hides ({unit.HIDDEN[parent]}): "
+                    "the unit would fail with 203/EXEC at every start. Install venetfilter into a virtual environment")
+        assert str(rendered.value) == str(checked.value) and str(checked.value).startswith(expected), checked.value
+        for units in visible_dir / "units", None:  # None: a dry run (--print) refuses alike
+            result = install(venetctl, units, worker)
+            assert result.code == 21 and result.err == f"venetctl: {checked.value}\n", result
+        assert not (visible_dir / "units").exists()
 
 
 needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
@@ -150,15 +182,18 @@ def venetctl(capsys, monkeypatch):
     return in_process(capsys, [])
 
 
-def install(venetctl, unit_dir: Path, worker: Path, *options: str):
-    return venetctl("install-service", "--unit-dir", str(unit_dir), "--worker", str(worker),
+def install(venetctl, unit_dir: Path | None, worker: Path, *options: str):
+    """install-service of `worker` into `unit_dir`, or with --print when it is None."""
+    where = ("--unit-dir", str(unit_dir)) if unit_dir is not None else ("--print",)
+    return venetctl("install-service", *where, "--worker", str(worker),
                     "--conf-dir", "/etc/venetfilter", "--run-dir", "/run/venetfilter", *options)
 
 
 def test_a_worker_that_resolves_into_a_hidden_directory_is_refused(venetctl, make_worker, runnable_worker: Path,
-                                                                   visible_dir: Path, tmp_path: Path) -> None:
-    """tmp_path is under /tmp, which PrivateTmp= hides; visible_dir is not hidden."""
+                                                                   visible_dir: Path, hidden_dir) -> None:
+    """hidden is under /tmp, which PrivateTmp= hides; visible_dir is not hidden."""
     units = visible_dir / "units"
+    tmp_path = hidden_dir("/tmp")
     hidden_python = tmp_path / "python3"
     hidden_python.symlink_to("/usr/bin/python3")
     (visible_dir / "venv/bin").mkdir(parents=True)
@@ -181,7 +216,8 @@ def test_a_worker_that_resolves_into_a_hidden_directory_is_refused(venetctl, mak
             assert result.code == 21 and str(tmp_path) in result.err and "sandbox hides (PrivateTmp=yes)" in result.err, (case, result)
             assert "-m venv" in result.err, result
         assert not (units / unit.UNIT_NAME).exists(), case
-        assert install(venetctl, units, worker, "--print").code == 21, case  # a dry run refuses alike
+        printed = install(venetctl, None, worker)  # a dry run refuses alike
+        assert printed.code == 21 and printed.err == result.err, (case, printed)
     (visible_dir / "venv/pyvenv.cfg").write_text(f"home = {tmp_path}\n")  # its standard library under /tmp
     (visible_dir / "venv/bin/python").unlink()
     (visible_dir / "venv/bin/python").symlink_to("/usr/bin/python3")

@@ -49,9 +49,9 @@ def test_install_service_writes_the_unit_for_this_environment(venetctl, tmp_path
     assert worker.is_absolute() and worker.is_file()
     try:
         unit.check_runnable(worker)
-    except unit.UnitError as exc:  # the unit could not run it (here: a venv made from pyenv's python under /root)
+    except unit.UnitError as exc:  # the unit could not run it (a checkout under /tmp or /home, pyenv's python under /root)
         refused = venetctl("install-service", "--unit-dir", str(tmp_path), *DEFAULTS)
-        assert refused.code == 21 and str(exc) in refused.err and "sandbox hides" in refused.err, refused
+        assert refused.code == 21 and refused.err == f"venetctl: {exc}\n" and "sandbox hides" in refused.err, refused
         assert not (tmp_path / unit.UNIT_NAME).exists()
         monkeypatch.setattr(unit, "installed_worker", lambda: runnable_worker)  # an environment the unit can run
         worker = runnable_worker
@@ -68,7 +68,7 @@ def test_root_print_and_refusals(venetctl, tmp_path: Path, runnable_worker: Path
     assert (tmp_path / "etc/systemd/system" / unit.UNIT_NAME).is_file()
     printed = venetctl("install-service", "--print", "--worker", "/opt/vf/bin/venetfilter-worker", *DEFAULTS)
     assert printed.code == 0 and printed.out == unit.render(Path("/opt/vf/bin/venetfilter-worker"))
-    for hidden in (["--conf-dir", str(tmp_path / "conf")], ["--run-dir", "/home/me/run"], ["--worker", "/root/venv/bin/w"]):
+    for hidden in (["--conf-dir", "/tmp/venetfilter-conf"], ["--run-dir", "/home/me/run"], ["--worker", "/root/venv/bin/w"]):
         refused = venetctl("install-service", "--print", *DEFAULTS, *hidden)
         assert refused.code == 21 and "sandbox hides" in refused.err, refused
 
@@ -96,19 +96,19 @@ def test_systemd_analyze_verify_passes_on_the_installed_unit(venetctl, tmp_path:
 
 
 @needs_analyze
-def test_systemd_analyze_verify_fails_on_a_broken_unit(tmp_path: Path) -> None:
+def test_systemd_analyze_verify_fails_on_a_broken_unit(tmp_path: Path, runnable_worker: Path) -> None:
     """The check above can fail: a worker that is not there, an unknown setting."""
     path = tmp_path / unit.UNIT_NAME
     path.write_text(unit.render(Path("/nonexistent/venetfilter/bin/venetfilter-worker")))
     assert analyze("verify", str(path)).returncode != 0
-    path.write_text(unit.render(unit.installed_worker()).replace("[Service]\n", "[Service]\nProtectEverything=yes\n"))
+    path.write_text(unit.render(runnable_worker).replace("[Service]\n", "[Service]\nProtectEverything=yes\n"))
     assert "Unknown key" in analyze("verify", str(path)).stderr
 
 
 @needs_analyze
-def test_security_exposure_stays_low(tmp_path: Path) -> None:
+def test_security_exposure_stays_low(tmp_path: Path, runnable_worker: Path) -> None:
     path = tmp_path / unit.UNIT_NAME
-    path.write_text(unit.render(unit.installed_worker()))
+    path.write_text(unit.render(runnable_worker))
     assert exposure(path) <= MAX_EXPOSURE
     weaker = "\n".join(line for line in path.read_text().splitlines() if not line.startswith("SystemCallFilter="))
     path.write_text(weaker + "\n")

@@ -36,8 +36,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def run_install_service(args: argparse.Namespace) -> int:
     worker = args.worker.absolute() if args.worker else unit.installed_worker()
     run_dir = args.run_dir or default_run_dir()
+    unit.check_runnable(worker)  # first: a hidden worker is refused with the library's one message
     text = unit.render(worker, args.conf_dir or default_conf_dir(), run_dir)
-    unit.check_runnable(worker)
     writable = unit.writable_run_dir(run_dir)
     if writable is not None and not args.print_only:
         made = Path(writable) if args.root is None else args.root / writable.relative_to("/")

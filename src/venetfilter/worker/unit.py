@@ -168,11 +168,37 @@ def hidden_by(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def _absolute(path: Path, what: str) -> PurePosixPath:
+# what a refusal adds, by what is hidden: the consequence, and what to do instead
+_WORKER_ADVICE = (
+    "the unit would fail with 203/EXEC at every start. Install venetfilter into a virtual environment "
+    "made from the system's Python (e.g. '/usr/bin/python3 -m venv /opt/venetfilter') and run its "
+    "venetctl, or give --worker a venetfilter-worker that runs from outside {hidden}"
+)
+_DIRECTORY_ADVICE = "the worker could not use it. Give a {option} outside {hidden}"
+
+
+def _refuse_hidden(what: str, path: str | os.PathLike[str], advice: str, resolve: bool) -> None:
+    """The one check (and message) for a path the unit's sandbox hides: `UnitError` when `path` is,
+    as written, under a directory of `HIDDEN`, or (with `resolve`) is looked up through one on the
+    way to it (any of its symlinks followed)."""
+    written = os.fspath(path)
+    lookups = _lookups(written) if resolve else [str(PurePosixPath(written))]
+    hidden_lookups = [(p, h) for p in lookups if (h := hidden_by(os.path.dirname(p))) is not None]
+    if not hidden_lookups and (h := hidden_by(written)) is not None:  # the hidden directory itself
+        hidden_lookups = [(written, h)]
+    if not hidden_lookups:
+        return
+    looked_up, hidden = hidden_lookups[-1]  # the deepest: the symlink that leads out of it, if one does
+    real = os.path.realpath(written) if resolve else written
+    shown = written if real == written else f"{written} (resolved: {real})"
+    where = "is" if looked_up in (written, real) or not resolve else f"goes through {looked_up},"
+    raise UnitError(f"the {what} {shown} {where} under {hidden}, which the unit's sandbox hides ({HIDDEN[hidden]}): "
+                    + advice.format(hidden=", ".join(HIDDEN)))
+
+
+def _absolute(path: Path, what: str, advice: str) -> PurePosixPath:
     pure = absolute(path, what, UnitError)
-    hidden = hidden_by(pure)
-    if hidden is not None:
-        raise UnitError(f"the {what} {pure} is under {hidden}, which the unit's sandbox hides ({HIDDEN[hidden]})")
+    _refuse_hidden(what, pure, advice, resolve=False)
     return pure
 
 
@@ -196,8 +222,9 @@ def writable_run_dir(run_dir: Path) -> PurePosixPath | None:
 
 def render(worker: Path, conf_dir: Path = DEFAULT_CONF_DIR, run_dir: Path = DEFAULT_RUN_DIR) -> str:
     """The unit text for the ``venetfilter-worker`` at `worker` serving `conf_dir` and `run_dir`."""
-    worker_path = _absolute(worker, "worker")
-    conf, run = _absolute(conf_dir, "conf dir"), _absolute(run_dir, "run dir")
+    worker_path = _absolute(worker, "worker", _WORKER_ADVICE)
+    conf = _absolute(conf_dir, "conf dir", _DIRECTORY_ADVICE.replace("{option}", "--conf-dir"))
+    run = _absolute(run_dir, "run dir", _DIRECTORY_ADVICE.replace("{option}", "--run-dir"))
     exec_start = " ".join(quote(arg) for arg in (str(worker_path), "--conf-dir", str(conf), "--run-dir", str(run)))
     return TEMPLATE.format(name=UNIT_NAME, exec_start=exec_start, run_dir_lines=_run_dir_lines(run))
 
@@ -276,32 +303,20 @@ def check_runnable(worker: Path) -> None:
     """`UnitError` when the unit could not run `worker` (203/EXEC at every start, and Restart=always
     with no start limit: forever): the worker, its ``#!`` interpreter, or the base Python of that
     interpreter's virtual environment is, or resolves (through any of its symlinks), into a directory
-    the unit hides, or the interpreter is not there. A worker that does not exist (yet) is not checked."""
+    the unit hides, or the interpreter is not there. A worker that does not exist (yet) is checked
+    as written only. `render` refuses a hidden worker with the same check and message."""
+    _refuse_hidden("worker", worker, _WORKER_ADVICE, resolve=True)
     if not os.path.isfile(worker):
         return
-    needed = [("worker", worker)]
     python = interpreter(worker)
-    if python is not None:
-        if not os.path.exists(python):
-            raise UnitError(f"the worker {worker} runs with {python}, which does not exist")
-        needed.append(("#! interpreter", python))
-        home = _venv_home(python)
-        if home is not None:
-            needed.append(("virtual environment's base Python", home))
-    for what, path in needed:
-        hidden_lookups = [(p, h) for p in _lookups(path) if (h := hidden_by(os.path.dirname(p))) is not None]
-        if not hidden_lookups:
-            continue
-        looked_up, hidden = hidden_lookups[-1]  # the deepest: the symlink that leads out of it, if one does
-        real = os.path.realpath(path)
-        shown = str(path) if real == os.fspath(path) else f"{path} (resolved: {real})"
-        where = "is" if looked_up in (os.fspath(path), real) else f"goes through {looked_up},"
-        raise UnitError(
-            f"the worker's {what} {shown} {where} under {hidden}, which the unit's sandbox hides ({HIDDEN[hidden]}): "
-            f"the unit would fail with 203/EXEC at every start. Install venetfilter into a virtual environment "
-            f"made from the system's Python (e.g. '/usr/bin/python3 -m venv /opt/venetfilter') and run its "
-            f"venetctl, or give --worker a venetfilter-worker that runs from outside {', '.join(HIDDEN)}"
-        )
+    if python is None:
+        return
+    if not os.path.exists(python):
+        raise UnitError(f"the worker {worker} runs with {python}, which does not exist")
+    _refuse_hidden("worker's #! interpreter", python, _WORKER_ADVICE, resolve=True)
+    home = _venv_home(python)
+    if home is not None:
+        _refuse_hidden("worker's virtual environment's base Python", home, _WORKER_ADVICE, resolve=True)
 
 
 def installed_worker() -> Path:
