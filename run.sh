@@ -14,7 +14,7 @@ case "$command" in
         exec .venv/bin/python -m venetfilter.demo "$@"
         ;;
     test)
-        .venv/bin/python -m pytest -q "$@"
+        .venv/bin/python -m pytest -q --durations=10 "$@"
         # the selector, with the C extension switched off by the environment
         VENETFILTER_NO_EXTENSIONS=1 .venv/bin/python -m pytest -q tests/test_selector.py
         ;;
