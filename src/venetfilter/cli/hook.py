@@ -3,11 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import syslog
 from typing import Any
 
-from ._common import add_install_options, common_options, directory
+from ..config.paths import default_conf_dir, default_run_dir
+from ..errors import VenetfilterError
+from ..runtimes import configs, lxc, oci
+from ._common import (
+    EXIT_OK,
+    EXIT_SYSTEM,
+    add_install_options,
+    common_options,
+    directory,
+    install_file,
+    make_node,
+    warn,
+)
 
 __all__ = ["register"]
+
+
+def _syslog(priority: int, message: str) -> None:
+    """Tell syslog too (daemon, ident venetctl): a runtime shows a hook's output only when it fails
+    (podman) or logs it at debug level (LXC), so its warnings and refusals would reach no one."""
+    syslog.openlog("venetctl", syslog.LOG_PID, syslog.LOG_DAEMON)
+    syslog.syslog(priority, message)
+    syslog.closelog()
+
+
+def _refused(exc: BaseException, where: str) -> None:
+    """Log a refusal (an error the CLI turns into its message and exit code) to syslog."""
+    code = exc.exit_code if isinstance(exc, VenetfilterError) else EXIT_SYSTEM
+    _syslog(syslog.LOG_ERR, f"{where}: {exc} (exit {code})")
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -27,11 +56,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def _register_oci(hooks: argparse._SubParsersAction[Any], parents: list[argparse.ArgumentParser]) -> None:
     """``venetctl hook oci``: the container state on stdin; createRuntime starts the link, poststop
     stops it (`venetfilter.runtimes.oci`)."""
-    import sys
-
-    from ..runtimes import oci
-    from ._common import EXIT_OK, make_node, warn
-
     p = hooks.add_parser(
         "oci", parents=parents, help="OCI (podman, CRI-O): the createRuntime and poststop hooks",
         description="Run as an OCI runtime hook, the container's state as JSON on stdin: at createRuntime "
@@ -43,46 +67,25 @@ def _register_oci(hooks: argparse._SubParsersAction[Any], parents: list[argparse
         "--stage", choices=list(oci.STAGES),
         help="the hook stage (default: from the state's status; for a hooks.d file per stage)",
     )
-
-    def log(priority: int, message: str) -> None:
-        """Also to syslog: podman shows a hook's output only when the hook fails, so a start's
-        warnings (an address another host answers for, no worker) would reach no one."""
-        import syslog
-
-        syslog.openlog("venetctl", syslog.LOG_PID, syslog.LOG_DAEMON)
-        syslog.syslog(priority, f"hook oci: {message}")
-        syslog.closelog()
-
-    def run_oci(args: argparse.Namespace) -> int:
-        import syslog
-
-        from ..errors import VenetfilterError
-        from ._common import EXIT_SYSTEM
-
-        try:
-            result = oci.run(make_node(args), oci.read_state(sys.stdin.buffer), args.stage)
-        except (VenetfilterError, OSError) as exc:
-            code = exc.exit_code if isinstance(exc, VenetfilterError) else EXIT_SYSTEM
-            log(syslog.LOG_ERR, f"{exc} (exit {code})")
-            raise
-        for message in result.warnings:
-            warn(message)
-            log(syslog.LOG_WARNING, f"CT {result.ctid}: {message}")
-        return EXIT_OK
-
     p.set_defaults(func=run_oci)
+
+
+def run_oci(args: argparse.Namespace) -> int:
+    """``venetctl hook oci``."""
+    try:
+        result = oci.run(make_node(args), oci.read_state(sys.stdin.buffer), args.stage)
+    except (VenetfilterError, OSError) as exc:
+        _refused(exc, "hook oci")
+        raise
+    for message in result.warnings:
+        warn(message)
+        _syslog(syslog.LOG_WARNING, f"hook oci: CT {result.ctid}: {message}")
+    return EXIT_OK
 
 
 def _register_lxc(hooks: argparse._SubParsersAction[Any], parents: list[argparse.ArgumentParser]) -> None:
     """``venetctl hook lxc``: ``lxc.hook.start-host`` starts the container's link, ``lxc.hook.post-stop``
     stops it (`venetfilter.runtimes.lxc`)."""
-    import os
-    import syslog
-
-    from ..errors import VenetfilterError
-    from ..runtimes import lxc
-    from ._common import EXIT_OK, EXIT_SYSTEM, make_node, warn
-
     p = hooks.add_parser(
         "lxc", parents=parents, help="LXC: lxc.hook.start-host and lxc.hook.post-stop",
         description="Run as an LXC container hook: start-host starts the container's venet link in the "
@@ -100,35 +103,28 @@ def _register_lxc(hooks: argparse._SubParsersAction[Any], parents: list[argparse
         help="what LXC appends to the hook line (with lxc.hook.version = 1: nothing, the environment says it)",
     )
 
-    def log(priority: int, message: str) -> None:
-        """Also to syslog: LXC logs what a hook prints at debug level only, so by default not at all."""
-        syslog.openlog("venetctl", syslog.LOG_PID, syslog.LOG_DAEMON)
-        syslog.syslog(priority, f"hook lxc: {message}")
-        syslog.closelog()
-
-    def run_lxc(args: argparse.Namespace) -> int:
-        try:
-            event = lxc.parse_event(args.lxc_args, os.environ, args.ctid)
-            result = lxc.run_hook(make_node(args), event)
-        except (VenetfilterError, OSError) as exc:
-            code = exc.exit_code if isinstance(exc, VenetfilterError) else EXIT_SYSTEM
-            log(syslog.LOG_ERR, f"LXC container {os.environ.get('LXC_NAME', '?')}: {exc} (exit {code})")
-            raise
-        for message in result.warnings:
-            warn(message)
-            log(syslog.LOG_WARNING, message)
-        print(result.message)
-        log(syslog.LOG_INFO, result.message)
-        return EXIT_OK
-
     p.set_defaults(func=run_lxc)
+
+
+def run_lxc(args: argparse.Namespace) -> int:
+    """``venetctl hook lxc``."""
+    try:
+        event = lxc.parse_event(args.lxc_args, os.environ, args.ctid)
+        result = lxc.run_hook(make_node(args), event)
+    except (VenetfilterError, OSError) as exc:
+        _refused(exc, f"hook lxc: LXC container {os.environ.get('LXC_NAME', '?')}")
+        raise
+    for message in result.warnings:
+        warn(message)
+        _syslog(syslog.LOG_WARNING, f"hook lxc: {message}")
+    print(result.message)
+    _syslog(syslog.LOG_INFO, f"hook lxc: {result.message}")
+    return EXIT_OK
 
 
 def _register_install(subparsers: argparse._SubParsersAction[Any], parents: list[argparse.ArgumentParser]) -> None:
     """``venetctl install-hook oci|lxc``: the runtime's config for the hook, with this install's paths
     (`venetfilter.runtimes.configs`)."""
-    from ..runtimes import configs, oci
-
     p = subparsers.add_parser(
         "install-hook", parents=parents, help="install a container runtime's config for the hook (OCI, LXC)",
         description="Write the config that makes a container runtime run 'venetctl hook', naming the venetctl "
@@ -164,10 +160,7 @@ def _register_install(subparsers: argparse._SubParsersAction[Any], parents: list
 
 
 def run_install_hook(args: argparse.Namespace) -> int:
-    from ..config.paths import default_conf_dir, default_run_dir
-    from ..runtimes import configs, oci
-    from ._common import EXIT_OK, install_file
-
+    """``venetctl install-hook``."""
     venetctl = args.venetctl.absolute() if args.venetctl else configs.installed_venetctl()
     dirs = args.conf_dir or default_conf_dir(), args.run_dir or default_run_dir()
     if args.runtime == "oci":
