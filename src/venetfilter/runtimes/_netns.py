@@ -11,7 +11,7 @@ from ..host import open_iproute
 from ..host.netns import NetnsSpec, same_netns
 from ..rules import RulesError, table_exists
 
-__all__ = ["FALLBACK_TUNNELS", "NO_FILTER_MESSAGE", "check_bare_netns", "check_filter", "pid_netns"]
+__all__ = ["FALLBACK_TUNNELS", "NO_FILTER_MESSAGE", "check_bare_netns", "check_filter", "check_startable", "pid_netns"]
 
 NO_FILTER_MESSAGE = (
     "the kernel table inet venetfilter is not installed, so nothing would isolate the container: start the "
@@ -80,3 +80,10 @@ def check_filter(host_netns: str | None) -> None:
         raise HostNetworkError(f"cannot tell whether the kernel table is installed: {exc}") from None
     if not installed:
         raise HostNetworkError(NO_FILTER_MESSAGE)
+
+
+def check_startable(path: str, host_netns: str | None, hint: str) -> None:
+    """What every runtime hook checks before it gives a container its link: the namespace at `path`
+    is bare (`check_bare_netns`, `hint` for the user) and the node filters (`check_filter`)."""
+    check_bare_netns(path, host_netns, hint)
+    check_filter(host_netns)

@@ -35,7 +35,7 @@ from ..config.ctid import CTID_MAX_LENGTH, is_valid_ctid, validate_ctid
 from ..errors import InvalidContainerError, InvalidOptionError
 from ..lifecycle import Node
 from ..lifecycle.node import NOT_RUNNING_MESSAGE, StartResult, StopResult
-from ._netns import check_bare_netns, check_filter
+from ._netns import check_startable
 from .records import start_replacing_stale, stop_owned
 
 __all__ = [
@@ -158,8 +158,7 @@ def _start(node: Node, event: LxcEvent) -> LxcHookResult:
     netns = event.netns
     if netns is None or not os.path.exists(netns):
         raise InvalidOptionError(f"LXC_PID={event.pid}: no such process, the container's init is gone")
-    check_bare_netns(netns, node.host_netns, NETWORK_HINT)
-    check_filter(node.host_netns)
+    check_startable(netns, node.host_netns, NETWORK_HINT)
     result = start_replacing_stale(node, event.ctid, netns, "an LXC container")
     record = result.record
     addresses = " ".join(str(a) for a in record.addresses) or "no addresses"

@@ -33,7 +33,7 @@ from typing import BinaryIO, Literal
 from ..config.ctid import validate_ctid
 from ..errors import InvalidContainerError, InvalidOptionError
 from ..lifecycle import Node
-from ._netns import check_bare_netns, check_filter, pid_netns
+from ._netns import check_startable, pid_netns
 from .records import start_replacing_stale, stop_owned
 
 __all__ = [
@@ -154,8 +154,7 @@ def start(node: Node, state: OciState) -> HookResult:
     if state.pid is None:
         raise _bad(f"has no pid ('pid') for {state.name}: the hook must run at createRuntime")
     path = pid_netns(state.pid)
-    check_bare_netns(path, node.host_netns, NETWORK_HINT)
-    check_filter(node.host_netns)
+    check_startable(path, node.host_netns, NETWORK_HINT)
     result = start_replacing_stale(node, ctid, path, "an OCI container")
     return HookResult("start", ctid, result.warnings)
 
