@@ -15,10 +15,12 @@ from venetfilter.rules import (
     fingerprint,
     install,
     installed_queue,
+    installed_layout,
     read_elements,
     remove,
     sync,
     table_exists,
+    update,
 )
 
 pytestmark = pytest.mark.netns
@@ -43,7 +45,7 @@ def index(ns: str, name: str = "vnf1") -> int:
 def test_install_read_back_remove(ns) -> None:
     i = index(ns)
     spec = QueueSpec(3, (3, 4), cpu_fanout=True, fail_open=True)
-    found = install(Layout("vnf", queue=spec), {(4, i, "192.0.2.1"), (6, i, "2001:db8::1")}, ns)
+    found = install(Layout("vnf", "queue", queue=spec), {(4, i, "192.0.2.1"), (6, i, "2001:db8::1")}, ns)
     assert fingerprint(ns) == found
     assert installed_queue(ns) == spec
     assert set(read_elements(ns)) == {(4, i, "192.0.2.1"), (6, i, "2001:db8::1")}
@@ -64,7 +66,7 @@ def test_other_tables_are_not_touched(ns) -> None:
 
 def test_sync_removes_then_swaps_then_adds(ns) -> None:
     i = index(ns)
-    install(Layout("vnf"), {(4, i, "192.0.2.1"), (4, i, "192.0.2.2")}, ns)
+    install(Layout("vnf", "queue"), {(4, i, "192.0.2.1"), (4, i, "192.0.2.2")}, ns)
     seen = []
     changes = sync({(4, i, "192.0.2.2"), (4, i, "192.0.2.3")}, ns,
                    between=lambda: seen.append(set(read_elements(ns))))
@@ -74,34 +76,73 @@ def test_sync_removes_then_swaps_then_adds(ns) -> None:
     assert not sync({(4, i, "192.0.2.2"), (4, i, "192.0.2.3")}, ns)
 
 
-def test_elements_of_a_vanished_link_are_read_by_index(ns) -> None:
+@pytest.mark.parametrize("mode", ["default", "queue"])
+def test_elements_of_a_vanished_link_are_read_by_index(ns, mode) -> None:
     i = index(ns)
-    install(Layout("vnf"), {(4, i, "192.0.2.1")}, ns)
+    install(Layout("vnf", mode), {(0, i, ""), (4, i, "192.0.2.1")}, ns)
     subprocess.run(["ip", "-n", ns, "link", "del", "vnf1"], check=True)
-    assert set(read_elements(ns)) == {(4, i, "192.0.2.1")}
+    assert set(read_elements(ns)) == {(0, i, ""), (4, i, "192.0.2.1")}
+
+
+def test_default_mode_reads_back_its_settings_and_counts_per_address(ns) -> None:
+    i = index(ns)
+    install(Layout("vnf", queue=QueueSpec(9), judge_rate=50), {(0, i, ""), (4, i, "192.0.2.1")}, ns,
+            {(4, i, "192.0.2.1"): (3, 300)})
+    assert installed_layout("vnf", ns) == Layout("vnf", queue=QueueSpec(9), judge_rate=50)
+    assert read_elements(ns)[(4, i, "192.0.2.1")] == (3, 300)
+    assert installed_queue(ns) is None
+
+
+def test_default_mode_update_follows_links_and_keeps_counters(ns) -> None:
+    i = index(ns)
+    install(Layout("vnf"), {(0, i, ""), (4, i, "192.0.2.1")}, ns, {(4, i, "192.0.2.1"): (3, 300)})
+    subprocess.run(["ip", "-n", ns, "link", "add", "vnf2", "type", "veth", "peer", "name", "x2"], check=True)
+    subprocess.run(["ip", "-n", ns, "link", "set", "vnf1", "name", "renamed"], check=True)
+    installed = update({(0, i, ""), (4, i, "192.0.2.1"), (4, i, "192.0.2.2")}, "vnf", ns)
+    assert fingerprint(ns) == installed
+    listing = nft(ns, "list", "table", "netdev", "venetfilter")
+    assert 'device "renamed"' in listing  # a registered link is followed under any name
+    two = index(ns, "vnf2")
+    assert f"chain in_{two} {{" in listing  # a link of ours the table does not know: refused whole
+    assert read_elements(ns)[(4, i, "192.0.2.1")] == (3, 300)
+    assert set(read_elements(ns)) == {(0, i, ""), (0, two, ""), (4, i, "192.0.2.1"), (4, i, "192.0.2.2")}
+
+
+def test_update_needs_a_table(ns) -> None:
+    with pytest.raises(RulesError, match="no table"):
+        update(set(), "vnf", ns)
 
 
 @pytest.mark.parametrize(
-    "tamper",
+    ("mode", "tamper"),
     [
-        "flush ruleset",
-        "delete table inet venetfilter",
-        "add table inet venetfilter { flags dormant; }",
-        "insert rule inet venetfilter leaving accept",
-        "flush chain inet venetfilter judge",
-        "delete chain inet venetfilter judge",  # refused while jumped to: nothing changes
-        "add rule inet venetfilter judge accept",
-        "delete set inet venetfilter own6",  # refused while used: nothing changes
+        ("queue", "flush ruleset"),
+        ("queue", "delete table inet venetfilter"),
+        ("queue", "add table inet venetfilter { flags dormant; }"),
+        ("queue", "insert rule inet venetfilter leaving accept"),
+        ("queue", "flush chain inet venetfilter judge"),
+        ("queue", "delete chain inet venetfilter judge"),  # refused while jumped to: nothing changes
+        ("queue", "add rule inet venetfilter judge accept"),
+        ("queue", "delete set inet venetfilter own6"),  # refused while used: nothing changes
+        ("default", "flush ruleset"),
+        ("default", "delete table netdev venetfilter"),
+        ("default", "add table netdev venetfilter { flags dormant; }"),
+        ("default", "insert rule netdev venetfilter in_{i} accept"),
+        ("default", "flush chain netdev venetfilter in_{i}"),
+        ("default", "delete chain netdev venetfilter out_{i}"),
+        ("default", "insert rule netdev venetfilter refused_in accept"),
+        ("default", "delete chain netdev venetfilter refused_in"),  # refused while jumped to: nothing changes
+        ("default", "add chain netdev venetfilter in_{i} { policy drop; }"),
     ],
 )
-def test_guard_puts_back_what_another_tool_changed(ns, tamper) -> None:
+def test_guard_puts_back_what_another_tool_changed(ns, mode, tamper) -> None:
     i = index(ns)
-    wanted = {(4, i, "192.0.2.1")}
-    guard = Guard(Layout("vnf"), lambda: wanted, ns)
+    wanted = {(0, i, ""), (4, i, "192.0.2.1")}
+    guard = Guard(Layout("vnf", mode), lambda: wanted, ns)
     guard.install()
     expected = fingerprint(ns)
     assert guard.check() == []
-    changed = subprocess.run(["ip", "netns", "exec", ns, "nft", tamper], capture_output=True).returncode == 0
+    changed = subprocess.run(["ip", "netns", "exec", ns, "nft", tamper.replace("{i}", str(i))], capture_output=True).returncode == 0
     problems = guard.check()
     assert bool(problems) == changed
     assert fingerprint(ns) == expected and set(read_elements(ns)) == wanted
@@ -111,7 +152,7 @@ def test_guard_puts_back_what_another_tool_changed(ns, tamper) -> None:
 def test_guard_repairs_elements(ns) -> None:
     i = index(ns)
     wanted = {(4, i, "192.0.2.1"), (6, i, "2001:db8::1")}
-    guard = Guard(Layout("vnf"), lambda: wanted, ns)
+    guard = Guard(Layout("vnf", "queue"), lambda: wanted, ns)
     guard.install()
     nft(ns, "delete", "element", "inet", "venetfilter", "own4", "{ vnf1 . 192.0.2.1 }")
     nft(ns, "add", "element", "inet", "venetfilter", "own4", "{ vnf1 . 192.0.2.99 }")

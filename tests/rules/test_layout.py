@@ -8,23 +8,39 @@ from venetfilter.config.ctid import LINK_GROUP
 from venetfilter.rules import Layout, QueueSpec, RulesError, render_table
 
 
-def test_default_mode_passes_owned_pairs_and_judges_the_rest() -> None:
-    text = render_table(Layout("vnf"), [(4, 7, "192.0.2.1"), (6, 7, "2001:db8::1")])
-    assert f"iifgroup != {LINK_GROUP} iif != @links accept" in text
-    assert f"oifgroup != {LINK_GROUP} oif != @links accept" in text
-    assert "ip daddr != 224.0.0.0/4 iif . ip saddr @own4 accept" in text
-    assert "ip6 daddr != ff00::/8 oif . ip6 daddr @own6 accept" in text
-    assert "priority -450" in text and text.count("jump judge") == 2
-    # what the sets refuse: at most 1,000 a second per link to the worker, the rest dropped and counted
+def test_default_mode_gives_each_link_its_own_chains() -> None:
+    text = render_table(Layout("vnf"), [(0, 7, ""), (4, 7, "192.0.2.1"), (6, 7, "2001:db8::1")], names={7: "vnf101"})
+    assert 'chain in_7 {\n        type filter hook ingress device "vnf101" priority -500; policy accept;' in text
+    assert 'chain out_7 {\n        type filter hook egress device "vnf101" priority -500; policy accept;' in text
+    assert "ip daddr != 224.0.0.0/4 ip saddr 192.0.2.1 counter packets 0 bytes 0 accept" in text
+    assert "ip6 daddr != ff00::/8 ip6 saddr 2001:db8::1 counter packets 0 bytes 0 accept" in text
+    assert "ip daddr 192.0.2.1 counter packets 0 bytes 0 accept" in text
+    # what the chains do not accept: copied to the worker at most 1,000 a second per link, all dropped
+    assert text.count("goto refused_in") == 1 and text.count("goto refused_out") == 1
     assert text.count("limit rate over 1000/second burst 1000 packets } update @over_rate") == 2
-    assert "7 . 192.0.2.1 counter packets 0 bytes 0" in text and "7 . 2001:db8::1 counter" in text
-    assert text.index("counter drop") > text.index("chain judge")
-    # one transaction replaces whatever table of ours there was
-    assert text.startswith("add table inet venetfilter\ndelete table inet venetfilter\n")
+    assert text.count("log group 0 drop") == 2
+    # one transaction replaces whatever table of ours there was, in either family
+    assert text.startswith("add table netdev venetfilter\ndelete table netdev venetfilter\n"
+                           "add table inet venetfilter\ndelete table inet venetfilter\n")
+
+
+def test_default_mode_refuses_everything_on_a_link_it_does_not_know() -> None:
+    text = render_table(Layout("vnf"), [(4, 7, "192.0.2.1")], names={9: "vnf999"})
+    assert "192.0.2.1" not in text  # link 7 is gone: no chains
+    chain = text.split("chain in_9 {")[1].split("}")[0]
+    assert "accept;" in chain and chain.strip().endswith("goto refused_in")
+
+
+def test_default_mode_log_group_is_the_queue_number() -> None:
+    assert "log group 7 drop" in render_table(Layout("vnf", queue=QueueSpec(7)), [])
 
 
 def test_queue_mode_judges_every_container_packet() -> None:
     text = render_table(Layout("ct", "queue"), [(4, 7, "192.0.2.1")])
+    assert f"iifgroup != {LINK_GROUP} iif != @links accept" in text
+    assert f"oifgroup != {LINK_GROUP} oif != @links accept" in text
+    assert "priority -450" in text and text.count("jump judge") == 2
+    assert text.index("counter drop") > text.index("chain judge")
     assert "@own4" not in text.split("chain leaving")[1]
     assert "limit rate" not in text  # every honest packet goes to the worker: never limit it
 
@@ -34,8 +50,11 @@ def test_no_judge_rate_means_no_limit() -> None:
 
 
 def test_counters_are_carried_over() -> None:
-    text = render_table(Layout("vnf"), [(4, 7, "192.0.2.1")], {(4, 7, "192.0.2.1"): (12, 3400)})
-    assert "7 . 192.0.2.1 counter packets 12 bytes 3400" in text
+    text = render_table(Layout("vnf"), [(4, 7, "192.0.2.1")], {(4, 7, "192.0.2.1"): (12, 3400)}, {7: 5},
+                        names={7: "vnf1"})
+    assert "ip saddr 192.0.2.1 counter packets 12 bytes 3400 accept" in text  # both directions' sum, on one rule
+    assert "ip daddr 192.0.2.1 counter packets 0 bytes 0 accept" in text
+    assert "elements = { 7 counter packets 5 bytes 0 }" in text
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from ..config.nodeconf import read_node_config
 from ..config.paths import default_conf_dir, default_run_dir
 from ..config.runtime import load_state, table_entries
 from ..netns import run_in_netns
-from ..rules import FAMILY, MODES, TABLE, Layout, QueueSpec, desired_elements, install, installed_queue, remove
+from ..rules import MODES, TABLE, Layout, QueueSpec, desired_elements, installed_family, installed_queue, remove, replace
 from ..rules.nft import Nft, NftError
 from ._common import EXIT_OK, UsageError, bounded_int, common_options
 
@@ -54,12 +54,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``rules`` to the ``venetctl`` subcommands."""
     p = subparsers.add_parser(
         "rules", parents=[common_options()], help="install, remove or show the kernel table (nftables)",
-        description=f"The nftables table {FAMILY} {TABLE}: container links checked before routing; what the "
-        "address table does not allow goes to the worker's NFQUEUE. A running worker installs and guards "
-        "its own.",
+        description=f"The nftables table {TABLE}: netdev (default mode: a chain per container link, refused "
+        "packets dropped and copied to the worker's log group) or inet (queue mode: every container packet "
+        "goes to the worker's NFQUEUE). A running worker installs and guards its own.",
     )
     p.add_argument("action", choices=["install", "remove", "show"])
-    p.add_argument("--mode", choices=MODES, default="default", help="default: honest traffic stays in the kernel; "
+    p.add_argument("--mode", choices=MODES, default="default", help="default: the kernel decides every packet; "
                    "queue: every container packet goes to the worker")
     add_queue_options(p)
     p.add_argument("--netns", metavar="NAME|PATH|PID", help="act in this network namespace")
@@ -71,26 +71,27 @@ def run_rules(args: argparse.Namespace) -> int:
         node = read_node_config(args.conf_dir or default_conf_dir())
         layout = Layout(node.link_prefix, args.mode, queue_spec(args))
         state = load_state(args.run_dir or default_run_dir())
-        install(layout, desired_elements(table_entries(state)), args.netns)
+        replace(layout, desired_elements(table_entries(state)), args.netns)
         print(f"installed: {layout.describe()}")
     elif args.action == "remove":
         print("removed" if remove(args.netns) else "no table installed, nothing changed")
     else:
-        spec = installed_queue(args.netns)
-        if spec is None and not _listing(args.netns):
+        family = installed_family(args.netns)
+        if family is None:
             print("(not installed)")
             return EXIT_OK
-        print(_listing(args.netns), end="")
+        print(_listing(family, args.netns), end="")
+        spec = installed_queue(args.netns) if family == "inet" else None
         if spec is not None:
             print(f"# judged packets go to {spec.describe()}")
     return EXIT_OK
 
 
-def _listing(netns: str | None) -> str:
+def _listing(family: str, netns: str | None) -> str:
     def work() -> str:
         with Nft() as nft, _quiet_stderr():  # libxtables warns about the inet family on stderr
             try:
-                return nft.run(f"list table {FAMILY} {TABLE}")
+                return nft.run(f"list table {family} {TABLE}")
             except NftError:  # no table: nothing to show
                 return ""
 

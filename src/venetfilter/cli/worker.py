@@ -36,21 +36,25 @@ __all__ = ["main", "register"]
 
 def _add_worker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=MODES, default="default",
-                   help="default: the kernel passes what the address table allows and queues the rest; "
-                        "queue: every container packet goes through the worker (slower; audit)")
+                   help="default: the kernel decides every packet (a netdev chain per container link) and copies "
+                        "the refused ones to the worker for their reason; queue: every container packet goes "
+                        "through the worker's NFQUEUE (slower; audit)")
     p.add_argument("--queue", type=bounded_int(0, 65535), default=0, metavar="N",
-                   help="the (first) NFQUEUE number to bind (default 0)")
+                   help="queue mode: the (first) NFQUEUE number to bind; default mode: the NFLOG group to read "
+                        "(default 0)")
     p.add_argument("--queues", type=bounded_int(1, 64), default=1, metavar="N",
-                   help="serve N queues from --queue on, one thread each (flows are spread over them)")
+                   help="queue mode: serve N queues from --queue on, one thread each (flows are spread over them)")
     p.add_argument("--queue-cpu-fanout", action="store_true",
-                   help="with --queues N: pick the queue by the CPU the packet is on, not by its flow")
+                   help="queue mode, with --queues N: pick the queue by the CPU the packet is on, not by its flow")
     p.add_argument("--backend", choices=BACKENDS, default=None,
-                   help=f"how packets are read (default: {default_backend()})")
+                   help=f"queue mode: how packets are read (default: {default_backend()})")
     p.add_argument("--fail-open", action="store_true",
-                   help="let queued packets pass when no worker is bound or the queue is full (default: drop)")
+                   help="queue mode: let queued packets pass when no worker is bound or the queue is full "
+                        "(default: drop)")
     p.add_argument("--judge-rate", type=bounded_int(0, 10_000_000), default=DEFAULT_JUDGE_RATE, metavar="N",
-                   help="default mode: at most N refused packets a second per container link go to the worker, the "
-                        f"rest are dropped in the kernel unjudged and counted (default {DEFAULT_JUDGE_RATE}; 0: no limit)")
+                   help="default mode: at most N refused packets a second per container link are copied to the "
+                        f"worker, the rest are counted unjudged; all are dropped (default {DEFAULT_JUDGE_RATE}; "
+                        "0: no limit)")
     p.add_argument("--no-guard", dest="guard", action="store_false",
                    help="do not look after the kernel table (by default it is checked twice a second and restored)")
     p.add_argument("--netns", metavar="NAME|PATH|PID", help="run in this network namespace (the host's)")
@@ -76,12 +80,18 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    if args.mode == "default":
+        for given, option in ((args.queues > 1, "--queues"), (args.queue_cpu_fanout, "--queue-cpu-fanout"),
+                              (args.fail_open, "--fail-open"), (args.backend is not None, "--backend")):
+            if given:
+                raise UsageError(f"{option} applies to the queue mode (--mode queue): the default mode queues nothing")
     if args.queue_cpu_fanout and args.queues < 2:
         raise UsageError("--queue-cpu-fanout needs --queues 2 or more")
     if args.queue + args.queues - 1 > 65535:
         raise UsageError(f"--queue {args.queue} --queues {args.queues}: queues end at 65535")
     if not has_net_admin():
-        raise VenetfilterError("the worker needs CAP_NET_ADMIN to bind NFQUEUE: run it as root")
+        raise VenetfilterError("the worker needs CAP_NET_ADMIN for the kernel table and its queue or log group: "
+                               "run it as root")
     node = read_node_config(args.conf_dir or default_conf_dir())
     with contextlib.suppress(ValueError, OSError):  # no real stderr (embedded, captured): no dump
         faulthandler.enable()  # a crash in C code leaves every thread's stack in the log

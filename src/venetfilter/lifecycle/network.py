@@ -20,7 +20,7 @@ from ..host import ContainerNetwork, change_addresses, default_netns_name, proxy
 from ..host.announce import announce, probe
 from ..host.ipaddr import Address, parse_address
 from ..host.view import HostView, read_view
-from ..rules import RulesError, desired_elements, sync, table_exists
+from ..rules import RulesError, desired_elements, table_exists, update
 
 __all__ = ["DryNetwork", "HostNetwork", "Network"]
 
@@ -157,16 +157,16 @@ class HostNetwork:
             warnings.append(f"cannot announce the new addresses on the uplinks: {exc.strerror or exc}")
 
     def sync_filter(self, entries: Mapping[str, tuple[int, list[str]]], host_netns: str | None) -> list[str]:
-        """No worker confirmed: bring the kernel sets (if the table is there) to `entries` here;
+        """No worker confirmed: bring the kernel table (if it is there) to `entries` here;
         returns warnings that say what is missing."""
         try:
             if not table_exists(host_netns):
-                return ["the kernel table inet venetfilter is not installed: nothing isolates the containers "
+                return ["no kernel table venetfilter is installed: nothing isolates the containers "
                         "(start 'venetctl worker', or 'venetctl rules install')"]
-            sync(desired_elements(entries), host_netns)
+            update(desired_elements(entries), self.node.link_prefix, host_netns)
         except RulesError as exc:
-            return [f"cannot update the kernel sets: {exc}"]
-        return ["no worker is running: the kernel sets were updated here, and refused packets are dropped "
+            return [f"cannot update the kernel table: {exc}"]
+        return ["no worker is running: the kernel table was updated here, and refused packets are dropped "
                 "unjudged (no reasons, no counters, no guard)"]
 
 

@@ -18,7 +18,8 @@ from ..config.ctid import LINK_GROUP
 from ..config.runtime import RuntimeState, load_state, table_entries
 from ..errors import CorruptStateError, VenetfilterError
 from ..host import open_iproute
-from ..rules import RulesError, desired_elements, installed_queue, read_elements
+from ..rules import RulesError, desired_elements, installed_layout, read_elements
+from ..rules.layout import LINKS
 from ..config.notify import request
 
 __all__ = ["ContainerStatus", "NodeStatus", "gather_status"]
@@ -84,15 +85,16 @@ def gather_status(node: Any, ctid: str | None = None) -> NodeStatus:
     status.state_generation = state.generation
     host_netns = node.host_netns
     try:
-        spec = installed_queue(host_netns)
-        status.table = spec is not None
-        status.queue = spec.describe() if spec else None
+        layout = installed_layout(node.node_config.link_prefix, host_netns)
+        status.table = layout is not None
+        status.queue = layout.queue.describe() if layout and layout.mode == "queue" else None
+        status.mode = layout.mode if layout else None
         elements = read_elements(host_netns) if status.table else {}
     except (RulesError, OSError) as exc:
         status.problems.append(f"cannot read the kernel table: {exc}")
         elements = {}
     if not status.table:
-        status.problems.append("the kernel table inet venetfilter is not installed: containers are not isolated "
+        status.problems.append("no kernel table venetfilter is installed: containers are not isolated "
                                "(start the worker, or 'venetctl rules install')")
     try:
         stats = json.loads(request(node.run_dir, b"stats\n", timeout=1.0))
@@ -131,13 +133,16 @@ def gather_status(node: Any, ctid: str | None = None) -> NodeStatus:
             elif index != record.ifindex:
                 entry.problems.append(f"its link {record.link} is not the one recorded (#{record.ifindex}): the "
                                       "filter does not know it and drops its traffic")
-            elif not entry.link_in_group:
+            elif status.mode == "default" and (LINKS, record.ifindex, "") not in elements:
+                entry.problems.append(f"its link {record.link} has no chains in the kernel table: not filtered")
+            elif status.mode == "queue" and not entry.link_in_group:
                 entry.problems.append(f"its link {record.link} is not in group {LINK_GROUP}: not filtered")
             if not entry.netns_present:
                 entry.problems.append(f"its network namespace {record.netns} is gone")
             if status.table and not entry.filter_matches:
-                entry.problems.append("the kernel sets do not hold exactly its addresses")
-            entry.isolated = status.table and (not entry.link_present or entry.link_in_group)
+                entry.problems.append("the kernel table does not hold exactly its addresses")
+            filtered = (LINKS, record.ifindex, "") in elements if status.mode == "default" else entry.link_in_group
+            entry.isolated = status.table and (not entry.link_present or filtered)
         status.containers.append(entry)
     return status
 

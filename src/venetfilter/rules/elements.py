@@ -1,9 +1,12 @@
-"""The sets ``own4``/``own6``: the address table compiled to (link, address) pairs.
+"""The address table compiled to (link, address) pairs, as the kernel holds it.
 
-`sync` brings the kernel's elements to what the table says in the order that never drops an
+In the queue mode they are the elements of the sets ``own4``/``own6`` (and ``links``); in the
+default mode, the accept rules of the per-link chains (`venetfilter.rules.netdev`). `read_elements`
+reads either, with their counters: the accepts per container.
+
+`sync` brings the queue mode's sets to what the table says in the order that never drops an
 honest packet nor passes a forbidden one: elements to remove first, then (`between`) the worker
-swaps its table, then the elements to add. A packet that misses the sets goes to the worker,
-whose table is then never behind the sets for what they pass.
+swaps its table, then the elements to add.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from dataclasses import dataclass
 
 from ..netns import run_in_netns
 from .layout import FAMILY, LINKS, OVER_RATE_SET, SETS, TABLE, Element, RulesError, render_elements
+from .netdev import FAMILY as NETDEV
+from .netdev import parse_accepts
 from .nft import Nft, NftError
 
 __all__ = ["ElementChanges", "desired_elements", "read_elements", "read_over_rate", "sync"]
@@ -44,7 +49,25 @@ def _ifindex(token: str | int) -> int:
         raise RulesError(f"the set lists interface {token!r}, which does not exist") from None
 
 
+def _read_netdev(nft: Nft) -> Counters | None:
+    """The default mode's elements (None: no netdev table)."""
+    try:
+        items = nft.list_json(f"table {NETDEV} {TABLE}")
+    except NftError:
+        return None
+    found: Counters = {}
+    for item in items:
+        direction, _, index = str((item.get("chain") or {}).get("name", "")).partition("_")
+        if direction == "in" and index.isdigit():
+            found[(LINKS, int(index), "")] = (0, 0)
+    found.update(parse_accepts(items))
+    return found
+
+
 def _read(nft: Nft) -> Counters:
+    netdev = _read_netdev(nft)
+    if netdev is not None:
+        return netdev
     found: Counters = {}
     for family, name in SETS.items():
         try:
@@ -82,9 +105,9 @@ def read_over_rate(netns: NetnsArg = None) -> dict[int, int]:
         found: dict[int, int] = {}
         with Nft() as nft:
             try:
-                items = nft.list_json(f"set {FAMILY} {TABLE} {OVER_RATE_SET}")
+                items = nft.list_json(f"set {NETDEV} {TABLE} {OVER_RATE_SET}")
             except NftError:
-                return found  # no table, or a layout without the limit
+                return found  # no table (the queue mode has no limit)
         for item in items:
             for entry in item.get("set", {}).get("elem", ()):
                 elem = entry.get("elem", entry) if isinstance(entry, dict) else entry
@@ -118,7 +141,7 @@ def _apply(nft: Nft, verb: str, elements: Iterable[Element]) -> None:
 def sync(
     wanted: set[Element], netns: NetnsArg = None, between: Callable[[], None] | None = None
 ) -> ElementChanges:
-    """Make the sets hold exactly `wanted`: removals, then `between()`, then additions.
+    """Make the queue mode's sets hold exactly `wanted`: removals, then `between()`, then additions.
 
     Each of the two steps is one transaction per family. Raises `RulesError` when the table is
     missing (the guard reinstalls it whole).

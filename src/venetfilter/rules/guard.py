@@ -2,7 +2,8 @@
 
 Other tools rewrite firewalls: ``nft flush ruleset``, a foreign ``nft -f``, a rule slipped into our
 chain, a set element deleted, the table made dormant. `Guard.check` compares the kernel's table
-with what `Guard.install` put there (netlink dumps, counters aside) and the set elements with the
+with what `Guard.install` put there (netlink dumps, counters aside: in the default mode that
+includes every per-link chain and its rules) and, in the queue mode, the set elements with the
 address table; whatever differs is restored -- a changed or missing table is reinstalled whole in
 one transaction, wrong elements are synced -- and counted. The worker calls it every PERIOD.
 """
@@ -13,8 +14,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .elements import read_elements, read_over_rate, sync
-from .kernel import Fingerprint, fingerprint, generation, install
+from .elements import sync
+from .kernel import Fingerprint, fingerprint, generation, replace
 from .layout import Element, Layout, RulesError
 
 __all__ = ["Guard", "GuardCounters"]
@@ -44,13 +45,13 @@ class Guard:
         self._generation: int | None = None  # the ruleset generation last found right
 
     def install(self) -> None:
-        """Put the table in place (replacing any of ours), its element counters carried over."""
-        try:
-            counters = read_elements(self.netns)
-        except RulesError:
-            counters = {}  # no table yet, or a broken one
-        over_rate = read_over_rate(self.netns)  # counters never go backwards, reinstall or not
-        self._expected = install(self.layout, self.wanted(), self.netns, counters, over_rate)
+        """Put the table in place (replacing any of ours), its counters carried over: they never go
+        backwards, reinstall or not."""
+        self._expected = replace(self.layout, self.wanted(), self.netns)
+
+    def expect(self, installed: Fingerprint) -> None:
+        """What the worker itself installed since: the table to keep from now on."""
+        self._expected = installed
 
     def check(self) -> list[str]:
         """Look once and restore what differs; returns what was found wrong (empty: nothing).
@@ -81,6 +82,8 @@ class Guard:
             message = f"the nftables table was {problem}: reinstalled ({self.layout.describe()})"
             logger.warning(message)
             return [message]
+        if self.layout.mode != "queue":
+            return []  # the per-link chains, the default mode's elements, are part of the fingerprint
         changes = sync(self.wanted(), self.netns)
         if changes:
             self.counters.elements_restored += 1

@@ -1,10 +1,14 @@
 """The table in the kernel: install it, remove it, read back what is there.
 
-The table itself (sets, chains, rules, elements) is one libnftables transaction; the NFQUEUE rule
-of ``judge`` is an xtables target, which nft's language cannot write, so it is added through
-netlink (pyroute2) right after: until it is there, ``judge`` drops what it gets. What is there is
-compared through netlink dumps too (`fingerprint`): nft's own listing does not show the queue
-number of an xtables target.
+The table itself (sets, chains, rules, elements) is one libnftables transaction, which also removes
+a table of ours in the other family. In the queue mode, the NFQUEUE rule of ``judge`` is an
+xtables target, which nft's language cannot write, so it is added through netlink (pyroute2) right
+after: until it is there, ``judge`` drops what it gets. What is there is compared through netlink
+dumps too (`fingerprint`): nft's own listing shows neither the queue number of an xtables target
+nor (nft 1.0.6, JSON) the device of a netdev chain.
+
+The default mode's table has chains for the links of the namespace as they are when it is
+installed (`our_links`): `update` installs it again whenever the address table or the links change.
 
 Every function takes the network namespace to act in (None: the caller's).
 """
@@ -15,20 +19,37 @@ import errno
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from pyroute2 import IPRoute
 from pyroute2.netlink import NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.nfnetlink.nftsocket import NFT_MSG_GETGEN, nft_gen_msg
 from pyroute2.nftables.main import NFTables
 
 from ..netns import run_in_netns
-from .layout import FAMILY, TABLE, Element, Layout, QueueSpec, RulesError, render_table
+from ..config.ctid import LINK_GROUP
+from .elements import read_elements, read_over_rate, sync
+from .layout import FAMILIES, FAMILY, TABLE, Element, Layout, QueueSpec, RulesError, render_table
 from .nft import Nft, NftError
 
-__all__ = ["Fingerprint", "fingerprint", "generation", "install", "installed_queue", "remove", "table_exists"]
+__all__ = [
+    "Fingerprint",
+    "fingerprint",
+    "generation",
+    "install",
+    "installed_family",
+    "installed_layout",
+    "installed_queue",
+    "our_links",
+    "remove",
+    "replace",
+    "table_exists",
+    "update",
+]
 
 NetnsArg = str | int | None
 _T = TypeVar("_T")
 _NFPROTO_INET = 1
+_NFPROTO = {"inet": _NFPROTO_INET, "netdev": 5}
 Fingerprint = tuple[Any, ...]
 """Everything the kernel says of our table but handles, use counts and counter values."""
 
@@ -57,6 +78,19 @@ def _queue_expression(spec: QueueSpec) -> dict[str, Any]:
     return {"attrs": [("NFTA_EXPR_NAME", "target"), ("NFTA_EXPR_DATA", {"attrs": data})]}
 
 
+def our_links(prefix: str, elements: Iterable[Element] = ()) -> dict[int, str]:
+    """{ifindex: name} of the links of the current namespace that are container links: registered
+    in `elements`, named with `prefix`, or in our interface group."""
+    registered = {ifindex for _, ifindex, _ in elements}
+    found: dict[int, str] = {}
+    with IPRoute() as ipr:
+        for link in ipr.get_links():
+            name = link.get_attr("IFLA_IFNAME") or ""
+            if link["index"] in registered or name.startswith(prefix) or link.get_attr("IFLA_GROUP") == LINK_GROUP:
+                found[link["index"]] = name
+    return found
+
+
 def install(
     layout: Layout,
     elements: Iterable[Element] = (),
@@ -64,26 +98,30 @@ def install(
     counters: dict[Element, tuple[int, int]] | None = None,
     over_rate: dict[int, int] | None = None,
 ) -> Fingerprint:
-    """Replace our table (if any) with `layout` holding `elements`; returns what was installed.
+    """Replace our table (if any, in either family) with `layout` holding `elements`; returns what
+    was installed.
 
     `counters` carries element counters over (packets, bytes), `over_rate` the per-link counts of
     packets dropped over the judging rate. Other tables are not touched.
     """
-    text = render_table(layout, sorted(elements), counters, over_rate)
+    elements = sorted(elements)
 
     def work() -> Fingerprint:
+        names = our_links(layout.link_prefix, elements) if layout.mode == "default" else None
+        text = render_table(layout, elements, counters, over_rate, names)
         with Nft() as nft:
             try:
                 nft.run(text)
             except NftError as exc:
-                raise RulesError(f"cannot install the nftables table {FAMILY} {TABLE}: {exc}") from None
-        with NFTables(nfgen_family=_NFPROTO_INET) as sock:
-            try:
-                sock.rule("insert", table=TABLE, chain="judge", expressions=([_queue_expression(layout.queue)],))
-            except NetlinkError as exc:
-                raise RulesError(
-                    f"cannot add the NFQUEUE rule: {exc} (is the kernel's nft_compat/xt_NFQUEUE support there?)"
-                ) from None
+                raise RulesError(f"cannot install the nftables table {layout.family} {TABLE}: {exc}") from None
+        with NFTables(nfgen_family=_NFPROTO[layout.family]) as sock:
+            if layout.mode == "queue":
+                try:
+                    sock.rule("insert", table=TABLE, chain="judge", expressions=([_queue_expression(layout.queue)],))
+                except NetlinkError as exc:
+                    raise RulesError(
+                        f"cannot add the NFQUEUE rule: {exc} (is the kernel's nft_compat/xt_NFQUEUE support there?)"
+                    ) from None
             found = _fingerprint(sock)
             if found is None:
                 raise RulesError("the table vanished while it was installed")
@@ -92,17 +130,49 @@ def install(
     return _in(netns, work)
 
 
+def replace(layout: Layout, elements: Iterable[Element] = (), netns: NetnsArg = None) -> Fingerprint:
+    """`install`, with the counters of the table in place (if any) carried over."""
+    try:
+        counters = read_elements(netns)
+    except RulesError:
+        counters = {}  # no table yet, or a broken one
+    return install(layout, elements, netns, counters, read_over_rate(netns))
+
+
+def update(
+    wanted: Iterable[Element], prefix: str, netns: NetnsArg = None, between: Callable[[], None] | None = None
+) -> Fingerprint | None:
+    """Bring the table in place (whichever mode installed it) to the elements `wanted`.
+
+    Queue mode: its sets are synced (`sync`: removals, `between()`, additions); returns None.
+    Default mode: the table is installed again with its own settings (`installed_layout`) and the
+    links as they are now; `between()` first. Returns what was installed. `RulesError` when there
+    is no table.
+    """
+    wanted = set(wanted)
+    layout = installed_layout(prefix, netns)
+    if layout is None:
+        raise RulesError(f"no table {TABLE} is installed")
+    if layout.mode == "queue":
+        sync(wanted, netns, between)
+        return None
+    if between is not None:
+        between()
+    return replace(layout, wanted, netns)
+
+
 def remove(netns: NetnsArg = None) -> bool:
     """Delete our table; False when there was none."""
 
     def work() -> bool:
+        found = installed_family(None)
+        if found is None:
+            return False
         with Nft() as nft:
             try:
-                nft.run(f"delete table {FAMILY} {TABLE}")
+                nft.run("\n".join(f"add table {f} {TABLE}\ndelete table {f} {TABLE}" for f in FAMILIES))
             except NftError as exc:
-                if "No such file or directory" in str(exc):
-                    return False
-                raise RulesError(f"cannot remove the nftables table {FAMILY} {TABLE}: {exc}") from None
+                raise RulesError(f"cannot remove the nftables table {found} {TABLE}: {exc}") from None
         return True
 
     return _in(netns, work)
@@ -135,17 +205,74 @@ def _fingerprint(sock: NFTables) -> Fingerprint | None:
     return (_normal(tables[0]), tuple(chains), tuple(sets), tuple(rules))
 
 
-def fingerprint(netns: NetnsArg = None) -> Fingerprint | None:
-    """What the kernel has of our table (None: no table), to compare with what `install` returned."""
-
-    def work() -> Fingerprint | None:
-        with NFTables(nfgen_family=_NFPROTO_INET) as sock:
+def _fingerprints() -> dict[str, Fingerprint]:
+    found = {}
+    for family in FAMILIES:
+        with NFTables(nfgen_family=_NFPROTO[family]) as sock:
             try:
-                return _fingerprint(sock)
+                table = _fingerprint(sock)
             except NetlinkError as exc:
                 if exc.code == errno.ENOENT:  # removed while we read it
-                    return None
+                    continue
                 raise RulesError(f"cannot read the nftables table: {exc}") from None
+            if table is not None:
+                found[family] = table
+    return found
+
+
+def fingerprint(netns: NetnsArg = None) -> Fingerprint | None:
+    """What the kernel has of our table (None: no table; both families' tables when there are two),
+    to compare with what `install` returned."""
+
+    def work() -> Fingerprint | None:
+        found = _fingerprints()
+        if len(found) > 1:
+            return tuple(found.values())
+        return next(iter(found.values()), None)
+
+    return _in(netns, work)
+
+
+def installed_family(netns: NetnsArg = None) -> str | None:
+    """The family of our table (netdev: default mode, inet: queue mode); None when there is none."""
+
+    def work() -> str | None:
+        return next(iter(_fingerprints()), None)
+
+    return _in(netns, work)
+
+
+def installed_layout(prefix: str, netns: NetnsArg = None) -> Layout | None:
+    """The settings of the table in place, read back from the kernel (None: no table)."""
+    family = installed_family(netns)
+    if family is None:
+        return None
+    if family == FAMILY:
+        return Layout(prefix, "queue", installed_queue(netns) or QueueSpec())
+    group, rate = _refused_settings(netns)
+    return Layout(prefix, "default", QueueSpec(group), rate)
+
+
+def _refused_settings(netns: NetnsArg) -> tuple[int, int]:
+    """(log group, judging rate) of the default mode's ``refused_in`` chain."""
+    from .netdev import FAMILY as NETDEV  # noqa: PLC0415
+
+    def work() -> tuple[int, int]:
+        with Nft() as nft:
+            try:
+                items = nft.list_json(f"chain {NETDEV} {TABLE} refused_in")
+            except NftError as exc:
+                raise RulesError(f"cannot read the chain refused_in: {exc}") from None
+        group, rate = 0, 0
+        for item in items:
+            for expr in (item.get("rule") or {}).get("expr", ()):
+                if "log" in expr:
+                    group = int((expr["log"] or {}).get("group", 0))
+                if "set" in expr:
+                    for statement in expr["set"].get("stmt", ()):
+                        if "limit" in statement:
+                            rate = int(statement["limit"]["rate"])
+        return group, rate
 
     return _in(netns, work)
 
@@ -162,8 +289,8 @@ def generation(netns: NetnsArg = None) -> int:
 
 
 def table_exists(netns: NetnsArg = None) -> bool:
-    """Whether a table called ``inet venetfilter`` exists."""
-    return fingerprint(netns) is not None
+    """Whether a table of ours (``netdev venetfilter`` or ``inet venetfilter``) exists."""
+    return installed_family(netns) is not None
 
 
 def installed_queue(netns: NetnsArg = None) -> QueueSpec | None:

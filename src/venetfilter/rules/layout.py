@@ -1,7 +1,9 @@
 """What venetfilter puts in the kernel: one nftables table, described by a `Layout`.
 
-``table inet venetfilter`` has two base chains, both at priority -450, before anything else the
-kernel does with a packet (conntrack's defragmentation runs at -400, iptables' raw table at -300):
+The default mode's table is ``table netdev venetfilter``, one chain per link and direction: see
+`venetfilter.rules.netdev`. The queue mode's, rendered here, is ``table inet venetfilter``, with two
+base chains at priority -450, before anything else the kernel does with a packet at those hooks
+(conntrack's defragmentation runs at -400, iptables' raw table at -300):
 
 - ``leaving`` (prerouting) sees every packet that comes in on a container link, fragment by
   fragment, before routing, reassembly, conntrack or any ICMP error;
@@ -11,18 +13,13 @@ A container link is one in our interface group (`LINK_GROUP`: one integer compar
 container traffic) or one registered in the set ``links`` (by ifindex: a registered link moved out
 of the group by someone else is still judged; other traffic pays that one lookup).
 Packets of other links are accepted at once (``accept`` ends only this base chain: every other
-table, iptables' included, still sees them). In the default mode, a packet whose (link, source)
--- leaving -- or (link, destination) -- entering -- is in the sets ``own4``/``own6`` and is not
-multicast is accepted in the kernel: one hash lookup. What is left is refused traffic (or traffic
-of an address being added right now): at most `Layout.judge_rate` packets a second per link jump to
-``judge``, the rest are dropped there and counted per link in ``over_rate``. ``judge``'s first
-rule sends a packet to the worker's NFQUEUE (an xtables NFQUEUE target: this kernel's nftables has
-no ``queue`` statement of its own) and its last rule drops it: a packet the queue rule does not
-take (rule missing, being restored) is dropped, never passed. In the queue mode every packet of a
-container link goes to the worker.
+table, iptables' included, still sees them). Every packet of a container link jumps to ``judge``,
+whose first rule sends it to the worker's NFQUEUE (an xtables NFQUEUE target: this kernel's
+nftables has no ``queue`` statement of its own) and whose last rule drops it: a packet the queue
+rule does not take (rule missing, being restored) is dropped, never passed.
 
-The sets hold the address table compiled to (interface index, address) pairs, each with a
-counter: the accepts per container.
+The sets ``own4``/``own6`` hold the address table compiled to (interface index, address) pairs;
+in this mode they decide nothing (the worker does), and their counters stay at 0.
 """
 
 from __future__ import annotations
@@ -52,7 +49,7 @@ __all__ = [
 ]
 
 TABLE = "venetfilter"
-FAMILY = "inet"
+FAMILY = "inet"  # the queue mode's table; the default mode's is netdev (`family_of`)
 PRIORITY = -450  # before conntrack's defragmentation (-400) and iptables' raw table (-300)
 CHAINS = ("leaving", "entering", "judge")
 RATE_SET = "judge_rate"  # per link: how fast its refused packets are being sent to the worker
@@ -63,6 +60,7 @@ SETS = {LINKS: "links", 4: "own4", 6: "own6"}  # links: the registered container
 DEFAULT_JUDGE_RATE = 1000
 Mode = Literal["default", "queue"]
 MODES: tuple[Mode, ...] = ("default", "queue")
+FAMILIES = ("netdev", "inet")  # every family a table of ours may be in
 
 NFQ_FLAG_BYPASS = 0x01
 NFQ_FLAG_CPU_FANOUT = 0x02
@@ -109,9 +107,9 @@ class Layout:
     mode: Mode = "default"
     queue: QueueSpec = field(default_factory=QueueSpec)
     judge_rate: int = DEFAULT_JUDGE_RATE
-    """Default mode: at most this many refused packets a second per link go to the worker; the rest
-    are dropped in the kernel unjudged and counted (0: no limit). A flood then costs the worker,
-    and the CPUs it shares with honest containers, next to nothing."""
+    """Default mode: at most this many refused packets a second per link are copied to the worker
+    (all are dropped); the rest are counted per link, unjudged (0: no limit). A flood then costs the
+    worker, and the CPUs it shares with honest containers, next to nothing."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -123,9 +121,17 @@ class Layout:
         if type(self.judge_rate) is not int or not 0 <= self.judge_rate <= 10_000_000:
             raise RulesError(f"invalid judge rate {self.judge_rate!r}: 0 (no limit) to 10000000 packets a second")
 
+    @property
+    def family(self) -> str:
+        """The nftables family of the table: netdev (default mode), inet (queue mode)."""
+        return "netdev" if self.mode == "default" else FAMILY
+
     def describe(self) -> str:
-        rate = f", at most {self.judge_rate}/s judged per link" if self.mode == "default" and self.judge_rate else ""
-        return f"{self.mode} mode, links {self.link_prefix}* (group {LINK_GROUP}), {self.queue.describe()}{rate}"
+        links = f"links {self.link_prefix}* (group {LINK_GROUP})"
+        if self.mode == "queue":
+            return f"queue mode, table inet, {links}, {self.queue.describe()}"
+        rate = f", at most {self.judge_rate}/s per link" if self.judge_rate else ""
+        return f"default mode, table netdev, {links}, refused packets logged to group {self.queue.queue}{rate}"
 
 
 Element = tuple[int, int, str]
@@ -152,23 +158,29 @@ def render_elements(
     return {family: ", ".join(items) for family, items in texts.items() if items}
 
 
-def _over_rate(counts: dict[int, int] | None) -> str:
-    if not counts:
-        return ""
-    items = ", ".join(f"{ifindex} counter packets {packets} bytes 0" for ifindex, packets in sorted(counts.items()))
-    return f" elements = {{ {items} }};"
-
-
 def render_table(
     layout: Layout,
     elements: list[Element],
     counters: dict[Element, tuple[int, int]] | None = None,
     over_rate: dict[int, int] | None = None,
+    names: dict[int, str] | None = None,
 ) -> str:
-    """The whole table in nft syntax: one transaction replaces whatever table of ours there was.
-    `counters` and `over_rate` carry the counters of a table being replaced over."""
-    allow = layout.mode == "default"
-    lists = render_elements(elements, counters)
+    """The whole table in nft syntax: one transaction replaces whatever table of ours there was, in
+    either family. `counters` and `over_rate` carry the counters of a table being replaced over;
+    `names` ({ifindex: name}) are the links the default mode's table gives chains to."""
+    from . import netdev  # noqa: PLC0415 (netdev imports this module)
+
+    lines = []
+    for family in FAMILIES:
+        lines += [f"add table {family} {TABLE}", f"delete table {family} {TABLE}"]
+    if layout.mode == "default":
+        return "\n".join(lines) + "\n" + netdev.render(layout, elements, names or {}, counters, over_rate)
+    return "\n".join(lines) + "\n" + _render_inet(elements)
+
+
+def _render_inet(elements: list[Element]) -> str:
+    """The queue mode's table."""
+    lists = render_elements(elements)
 
     def set_block(family: int) -> str:
         content = f" elements = {{ {lists[family]} }};" if family in lists else ""
@@ -177,21 +189,8 @@ def render_table(
         return f"    set {SETS[family]} {{ type iface_index . ipv{family}_addr; counter;{content} }}"
 
     # not a container link: neither in our group nor a registered link (whatever its group now)
-    leaving = [f"iifgroup != {LINK_GROUP} iif != @{SETS[LINKS]} accept"]
-    entering = [f"oifgroup != {LINK_GROUP} oif != @{SETS[LINKS]} accept"]
-    if allow:
-        leaving += [
-            f"ip daddr != 224.0.0.0/4 iif . ip saddr @{SETS[4]} accept",
-            f"ip6 daddr != ff00::/8 iif . ip6 saddr @{SETS[6]} accept",
-        ]
-        entering += [
-            f"ip daddr != 224.0.0.0/4 oif . ip daddr @{SETS[4]} accept",
-            f"ip6 daddr != ff00::/8 oif . ip6 daddr @{SETS[6]} accept",
-        ]
-        if layout.judge_rate:
-            limit = f"limit rate over {layout.judge_rate}/second burst {layout.judge_rate} packets"
-            leaving.append(f"update @{RATE_SET} {{ iif {limit} }} update @{OVER_RATE_SET} {{ iif }} drop")
-            entering.append(f"update @{RATE_SET} {{ oif {limit} }} update @{OVER_RATE_SET} {{ oif }} drop")
+    leaving = [f"iifgroup != {LINK_GROUP} iif != @{SETS[LINKS]} accept", "jump judge"]
+    entering = [f"oifgroup != {LINK_GROUP} oif != @{SETS[LINKS]} accept", "jump judge"]
 
     def chain(name: str, hook: str | None, rules: list[str]) -> list[str]:
         head = [f"    chain {name} {{"]
@@ -200,16 +199,12 @@ def render_table(
         return head + [f"        {rule}" for rule in rules] + ["    }"]
 
     lines = [
-        f"add table {FAMILY} {TABLE}",
-        f"delete table {FAMILY} {TABLE}",
         f"table {FAMILY} {TABLE} {{",
         set_block(LINKS),
         set_block(4),
         set_block(6),
-        f"    set {RATE_SET} {{ type iface_index; flags dynamic; size {MAX_LINKS}; }}",
-        f"    set {OVER_RATE_SET} {{ type iface_index; flags dynamic; size {MAX_LINKS}; counter;{_over_rate(over_rate)} }}",
-        *chain("leaving", "prerouting", [*leaving, "jump judge"]),
-        *chain("entering", "postrouting", [*entering, "jump judge"]),
+        *chain("leaving", "prerouting", leaving),
+        *chain("entering", "postrouting", entering),
         *chain("judge", None, ["counter drop"]),
         "}",
     ]

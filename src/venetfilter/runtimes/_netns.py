@@ -14,7 +14,7 @@ from ..rules import RulesError, table_exists
 __all__ = ["FALLBACK_TUNNELS", "NO_FILTER_MESSAGE", "check_bare_netns", "check_filter", "check_startable", "pid_netns"]
 
 NO_FILTER_MESSAGE = (
-    "the kernel table inet venetfilter is not installed, so nothing would isolate the container: start the "
+    "no kernel table venetfilter is installed, so nothing would isolate the container: start the "
     "worker (systemctl start venetfilter-worker, or 'venetctl worker') or run 'venetctl rules install'"
 )
 

@@ -1,4 +1,5 @@
-"""Netlink link events in the worker: the interface group of our links kept right.
+"""Netlink link events in the worker: the interface group of our links kept right, and the
+default mode's per-link chains told of every container link that appears or is renamed.
 
 The kernel rules know a container link by its interface group (`LINK_GROUP`), not by its name: one
 integer compare per packet. ``start`` creates each link in that group; should anyone move a
@@ -48,10 +49,13 @@ class LinkWatch:
         prefix: str,
         on_deleted: Callable[[int, str], None] | None = None,
         known: Callable[[], Collection[int]] = frozenset,
+        on_changed: Callable[[int, str], None] | None = None,
     ) -> None:
         self.prefix = prefix
         self.on_deleted = on_deleted
+        self.on_changed = on_changed  # a container link appeared or got a new name
         self.known = known  # the ifindexes of the registered container links, whatever their names
+        self._names: dict[int, str] = {}  # the container links seen, by ifindex
         self.regrouped = 0
         self.errors = 0
         self._stop = threading.Event()
@@ -104,8 +108,10 @@ class LinkWatch:
                     kind = message["header"]["type"]
                     if kind == RTM_NEWLINK:
                         self._look(message)
-                    elif kind == RTM_DELLINK and self.on_deleted is not None:
-                        self.on_deleted(message["index"], message.get_attr("IFLA_IFNAME") or "")
+                    elif kind == RTM_DELLINK:
+                        self._names.pop(message["index"], None)
+                        if self.on_deleted is not None:
+                            self.on_deleted(message["index"], message.get_attr("IFLA_IFNAME") or "")
             except Exception as error:  # noqa: BLE001 (a bad message must not kill the worker)
                 self.errors += 1
                 logger.error("link events: %s", error)
@@ -117,9 +123,13 @@ class LinkWatch:
             return  # a bridge port's own notifications: not the link's state
         name = link.get_attr("IFLA_IFNAME") or ""
         index = link["index"]
-        if not (name.startswith(self.prefix) or index in self.known()):
-            return
         group, master = link.get_attr("IFLA_GROUP"), link.get_attr("IFLA_MASTER")
+        if not (name.startswith(self.prefix) or index in self.known() or group == LINK_GROUP):
+            return
+        if self._names.get(index) != name:
+            self._names[index] = name
+            if self.on_changed is not None and self._ready.is_set():  # the first dump is the starting point
+                self.on_changed(index, name)
         if master:
             self._change(index, name, f"was a port of link #{master}: taken out", master=0)
         if group != LINK_GROUP:

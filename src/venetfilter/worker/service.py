@@ -1,16 +1,20 @@
-"""The worker service: runtime state -> address table -> kernel sets and verdicts on NFQUEUE.
+"""The worker service: runtime state -> address table -> kernel table, and the reasons of its drops.
 
-At start the worker binds its queues and installs its layout (`venetfilter.rules`): the nftables
-table whose sets pass honest traffic in the kernel and send the rest to the queues. Each queue is
-served by its own thread (the first by the calling thread), all over one table; the receive and
-verdict system calls run without the GIL, so the threads share the CPUs. A thread that fails stops
-the whole worker: the kernel then drops (fail closed) what the queues still hold; the table stays.
+At start the worker binds its log group or queues and installs its layout (`venetfilter.rules`).
+In the default mode the kernel decides every packet (per-link chains) and copies the refused ones
+to the worker's NFLOG group (`nflog`), which classifies them with the core to count and log the
+reason. In the queue mode every container packet is queued to the worker, which gives the verdict;
+each queue is served by its own thread (the first by the calling thread), all over one table; the
+receive and verdict system calls run without the GIL, so the threads share the CPUs. A thread that
+fails stops the whole worker: the kernel then drops (fail closed) what the queues still hold; the
+table stays.
 
-Reloads (control socket, SIGHUP, or a changed state.json noticed within PERIOD) build the new table
-aside and swap it in at once (`AddressTable.load`), between the removal of the sets' stale elements
-and the addition of the new ones: a packet the sets pass is always one the table in force passes.
-Once `reload` has answered, the new state is in force in the kernel and in the worker. A state
-that cannot be read leaves the old one in force and is reported.
+Reloads (control socket, SIGHUP, a changed state.json noticed within PERIOD, or a container link
+that appeared or was renamed) build the new table aside and swap it in at once
+(`AddressTable.load`). Queue mode: between the removal of the sets' stale elements and the addition
+of the new ones. Default mode: then the kernel table is installed again, in one transaction. Once
+`reload` has answered, the new state is in force in the kernel and in the worker. A state that
+cannot be read leaves the old one in force and is reported.
 
 A housekeeping thread looks after the state file and, every GUARD_PERIOD, after the kernel
 (`Guard`): a table or set element someone else removed or changed is put back and counted.
@@ -41,6 +45,7 @@ from ..rules import (
     desired_elements,
     read_elements,
     read_over_rate,
+    replace,
     sync,
 )
 from .backends import Backend, BackendName, default_backend, open_backend
@@ -48,6 +53,7 @@ from .control import ControlServer
 from .droplog import DropLog
 from .linkwatch import LinkWatch
 from .metrics import MetricsServer
+from .nflog import NflogBackend
 from .queue_stats import read_queue_stats
 from .sdnotify import notify
 
@@ -140,7 +146,11 @@ class Worker:
 
             if self._kernel_ready:
                 try:  # stale elements out, the new table in, new elements in
-                    sync(wanted, between=swap)
+                    if self.layout.mode == "queue":
+                        sync(wanted, between=swap)
+                    else:
+                        swap()
+                        self.guard.expect(replace(self.layout, wanted))
                 except RulesError as error:  # the table is gone or broken: the guard reinstalls it
                     self.sync_errors += 1
                     logger.error("cannot update the kernel sets: %s", error)
@@ -199,7 +209,7 @@ class Worker:
             containers[ctid] = view
         return {
             "generation": self.generation,
-            "backend": self.backend_name,
+            "backend": self.backend_name if self.layout.mode == "queue" else "nflog",
             "mode": self.layout.mode,
             "layout": self.layout.describe(),
             "queue": self.options.queue,
@@ -207,6 +217,7 @@ class Worker:
             "errors": sum(b.errors for b in backends),
             "verdict_errors": sum(getattr(b, "verdict_errors", 0) for b in backends),
             "id_gaps": sum(getattr(b, "gaps", 0) for b in backends),
+            "raced": sum(getattr(b, "raced", 0) for b in backends),
             "reloads": self.reloads,
             "reload_errors": self.reload_errors,
             "sync_errors": self.sync_errors,
@@ -227,7 +238,9 @@ class Worker:
     # -- running -----------------------------------------------------------------------------------
 
     def _queue_numbers(self) -> range:
-        return range(self.options.queue, self.options.queue + self.options.queues)
+        """The queues served (queue mode), or the one log group (default mode)."""
+        count = self.options.queues if self.layout.mode == "queue" else 1
+        return range(self.options.queue, self.options.queue + count)
 
     def stop(self) -> None:
         """Ask `run` to return (safe from a signal handler or another thread)."""
@@ -255,14 +268,18 @@ class Worker:
                 metrics = MetricsServer(self.options.metrics_address, self.options.metrics_port, self.stats)
                 self.metrics_port = metrics.port
             for queue in self._queue_numbers():
-                self._backends.append(
-                    open_backend(self.backend_name, queue, self.table, self._on_drop, fail_open=self.options.fail_open)
-                )
+                if self.layout.mode == "default":
+                    self._backends.append(NflogBackend(queue, self.table, self._on_drop))
+                else:
+                    self._backends.append(open_backend(
+                        self.backend_name, queue, self.table, self._on_drop, fail_open=self.options.fail_open
+                    ))
             with self._reload_lock:  # the queues are bound: now send them packets
                 self.guard.install()
                 self._kernel_ready = True
             logger.info("kernel table installed: %s", self.layout.describe())
-            self.links = LinkWatch(self.layout.link_prefix, on_deleted=self._link_deleted, known=lambda: self._links)
+            self.links = LinkWatch(self.layout.link_prefix, on_deleted=self._link_deleted, known=lambda: self._links,
+                                   on_changed=self._link_changed)
             if self.options.guard:
                 thread = threading.Thread(target=self._guard_loop, name="venetfilter-guard", daemon=True)
                 thread.start()
@@ -278,8 +295,11 @@ class Worker:
                 thread = threading.Thread(target=self._serve_queue, args=(index,), name=f"venetfilter-queue-{index}")
                 thread.start()
                 threads.append(thread)
-            logger.info("worker (%s) bound to queues %s, generation %d", self.backend_name,
-                        list(self._queue_numbers()), self.generation)
+            if self.layout.mode == "queue":
+                logger.info("worker (%s) bound to queues %s, generation %d", self.backend_name,
+                            list(self._queue_numbers()), self.generation)
+            else:
+                logger.info("worker reading log group %d, generation %d", self.options.queue, self.generation)
             notify(f"READY=1\nSTATUS=serving generation {self.generation} on queues {self.options.queue}-"
                    f"{self.options.queue + self.options.queues - 1}")
             self._serve_queue(0)
@@ -331,6 +351,13 @@ class Worker:
                 self.request_reload()
         except Exception as error:  # noqa: BLE001 (never let a cleanup kill the watcher)
             logger.error("container %s died, but its cleanup failed: %s", ctid, error)
+
+    def _link_changed(self, ifindex: int, name: str) -> None:
+        """A container link appeared or was renamed: the default mode's chains name links by their
+        name, so they are installed again (an unknown link gets chains that refuse everything)."""
+        if self.layout.mode == "default":
+            logger.info("container link %s (#%d) appeared or was renamed: chains updated", name, ifindex)
+            self.request_reload()
 
     def _guard_loop(self) -> None:
         """Every GUARD_PERIOD: the kernel table and its sets as they should be, or put back."""

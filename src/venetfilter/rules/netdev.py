@@ -1,0 +1,131 @@
+"""The default mode's table: ``table netdev venetfilter``, one ingress and one egress chain per link.
+
+Each container link gets two base chains of its own, bound to the device by name at priority -500:
+``in_IFINDEX`` (hook ingress: what leaves the container, fragment by fragment, before the node's IP
+stack sees anything -- no routing, no reassembly, no conntrack, no ICMP error; non-IP frames too)
+and ``out_IFINDEX`` (hook egress: what enters it, after the node's routing and firewall). Their
+rules compare addresses, one rule per address with a counter::
+
+    ip daddr != 224.0.0.0/4 ip saddr 192.0.2.1 counter accept        # in_IFINDEX
+    ip daddr 192.0.2.1 counter accept                                 # out_IFINDEX
+    goto refused_in / refused_out
+
+A packet on a link whose chain accepts it goes on through the node exactly as if we were not there
+(``accept`` ends only this chain). Everything else ends in ``refused_in``/``refused_out``: at most
+`Layout.judge_rate` packets a second per link are copied to the worker (``log group``, NFLOG; there
+is no NFQUEUE in this family), which gives the reason and counts it; the rest are counted per link
+in ``over_rate``; all are dropped. No packet waits for user space, and a dead worker changes nothing.
+
+Chains are per link because that is what measured cheapest (bench/README.md, "Layout
+experiments"): a per-link hook costs only the links it is on, and a few compares beat a
+concatenated set lookup. Links of our prefix or group that the table does not know get the same
+two chains with no accepts: everything on them is refused (DROP_UNKNOWN_LINK).
+
+Base chains have policy accept and end in an explicit ``goto``: a whole-table replacement swaps
+old and new chains in one transaction without a moment in which either drops an honest packet (a
+chain being added has no active rules until the commit) or passes a forbidden one (the old chain's
+rules stay active until then, the new chain's are active from then on).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .layout import LINKS, MAX_LINKS, OVER_RATE_SET, RATE_SET, TABLE, Element, Layout
+
+__all__ = ["FAMILY", "PRIORITY", "parse_accepts", "render"]
+
+FAMILY = "netdev"
+PRIORITY = -500  # before any other netdev chain someone may add at the usual priorities
+_MULTICAST = {4: "ip daddr != 224.0.0.0/4", 6: "ip6 daddr != ff00::/8"}
+_PROTO = {4: "ip", 6: "ip6"}
+Counters = Mapping[Element, tuple[int, int]]
+
+
+def _refused(layout: Layout, direction: str, device: str) -> list[str]:
+    rules = []
+    if layout.judge_rate:
+        limit = f"limit rate over {layout.judge_rate}/second burst {layout.judge_rate} packets"
+        rules.append(f"update @{RATE_SET} {{ {device} {limit} }} update @{OVER_RATE_SET} {{ {device} }} drop")
+    rules.append(f"log group {layout.queue.queue} drop")
+    return [f"    chain refused_{direction} {{", *(f"        {r}" for r in rules), "    }"]
+
+
+def _link_chains(ifindex: int, name: str, owned: list[tuple[int, str]], counters: Counters) -> list[str]:
+    def counter(family: int, address: str, keep: bool) -> str:
+        packets, octets = counters.get((family, ifindex, address), (0, 0)) if keep else (0, 0)
+        return f"counter packets {packets} bytes {octets}"
+
+    leaving = [f"{_MULTICAST[f]} {_PROTO[f]} saddr {a} {counter(f, a, True)} accept" for f, a in owned]
+    entering = [f"{_PROTO[f]} daddr {a} {counter(f, a, False)} accept" for f, a in owned]
+    lines = []
+    for direction, hook, rules in (("in", "ingress", leaving), ("out", "egress", entering)):
+        lines += [
+            f"    chain {direction}_{ifindex} {{",
+            f'        type filter hook {hook} device "{name}" priority {PRIORITY}; policy accept;',
+            *(f"        {rule}" for rule in rules),
+            f"        goto refused_{direction}",
+            "    }",
+        ]
+    return lines
+
+
+def render(
+    layout: Layout,
+    elements: Iterable[Element],
+    names: Mapping[int, str],
+    counters: Counters | None = None,
+    over_rate: Mapping[int, int] | None = None,
+) -> str:
+    """The table in nft syntax, for the links in `names` ({ifindex: name}, as they are now).
+
+    A link of `elements` missing from `names` is gone and gets no chains; a link of `names` with no
+    element is one of ours the table does not know: it gets chains that refuse everything.
+    `counters` (accepts per element: they go on its ingress rule) and `over_rate` are carried over.
+    """
+    owned: dict[int, list[tuple[int, str]]] = {ifindex: [] for ifindex in names}
+    for family, ifindex, address in sorted(elements):
+        if family != LINKS and ifindex in owned:
+            owned[ifindex].append((family, address))
+    over = ", ".join(f"{i} counter packets {n} bytes 0" for i, n in sorted((over_rate or {}).items()))
+    lines = [
+        f"table {FAMILY} {TABLE} {{",
+        f"    set {RATE_SET} {{ type iface_index; flags dynamic; size {MAX_LINKS}; }}",
+        f"    set {OVER_RATE_SET} {{ type iface_index; flags dynamic; size {MAX_LINKS}; counter;"
+        + (f" elements = {{ {over} }};" if over else "") + " }",
+        *_refused(layout, "in", "iif"),
+        *_refused(layout, "out", "oif"),
+    ]
+    for ifindex in sorted(owned):
+        lines += _link_chains(ifindex, names[ifindex], owned[ifindex], counters or {})
+    return "\n".join([*lines, "}"]) + "\n"
+
+
+def parse_accepts(items: Iterable[dict[str, Any]]) -> dict[Element, tuple[int, int]]:
+    """The accepts per element, summed over both directions, from ``nft -j list table netdev venetfilter``."""
+    found: dict[Element, tuple[int, int]] = {}
+    for item in items:
+        rule = item.get("rule")
+        if not rule:
+            continue
+        direction, _, index = str(rule.get("chain", "")).partition("_")
+        if direction not in ("in", "out") or not index.isdigit():
+            continue
+        field = "saddr" if direction == "in" else "daddr"
+        address = counter = None
+        for expr in rule.get("expr", ()):
+            match = expr.get("match")
+            if match and match.get("op") == "==" and isinstance(match.get("right"), str):
+                payload = (match.get("left") or {}).get("payload") or {}
+                if payload.get("field") == field and payload.get("protocol") in ("ip", "ip6"):
+                    address = ipaddress.ip_address(match["right"])
+            if "counter" in expr:
+                counter = expr["counter"] or {}
+        if address is None or counter is None:
+            continue
+        key = (address.version, int(index), address.compressed)
+        packets, octets = found.get(key, (0, 0))
+        found[key] = (packets + int(counter.get("packets", 0)), octets + int(counter.get("bytes", 0)))
+    return found
