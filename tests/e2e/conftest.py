@@ -37,6 +37,16 @@ class Stack:
     worker_args: list[str] = field(default_factory=list)
     mode: str = "default"
 
+    @property
+    def table(self) -> str:
+        """Our nftables table as nft names it: netdev in the default mode, inet in the queue mode."""
+        return "netdev venetfilter" if self.mode == "default" else "inet venetfilter"
+
+    @property
+    def refusing_chain(self) -> str:
+        """The chain a container's refused packets leaving it go through (nft's family table chain)."""
+        return f"{self.table} refused_in" if self.mode == "default" else f"{self.table} leaving"
+
     def venetctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """`venetctl ARGS` run on the hardware node (inside the host namespace)."""
         command = ["ip", "netns", "exec", self.host, sys.executable, "-m", "venetfilter.cli",

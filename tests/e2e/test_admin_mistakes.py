@@ -122,8 +122,8 @@ def test_no_forged_datagram_passes_while_another_tool_changes_the_table_or_link(
     guard = stack.stats()["guard"]
     started = time.monotonic()
     if change in ("flush ruleset", "delete table", "table made dormant"):
-        command = {"flush ruleset": "flush ruleset", "delete table": "delete table inet venetfilter",
-                   "table made dormant": "add table inet venetfilter { flags dormant; }"}[change]
+        command = {"flush ruleset": "flush ruleset", "delete table": f"delete table {stack.table}",
+                   "table made dormant": f"add table {stack.table} {{ flags dormant; }}"}[change]
         on_node(stack, "nft", command)
         wait_for(_restored(stack, guard["tables_restored"]), what="the guard's restore")
     elif change == "link regrouped 10 times":
@@ -212,7 +212,7 @@ def test_rate_limited_drops_survive_a_guard_restore(stack):
     time.sleep(0.3)
     before = stack.stats()["containers"]["101"]
     restores = stack.stats()["guard"]["tables_restored"]
-    on_node(stack, "nft", "insert rule inet venetfilter judge counter")  # a rule slipped into our chain
+    on_node(stack, "nft", f"insert rule {stack.table} refused_in counter")  # a rule slipped into our chain
     wait_for(_restored(stack, restores), what="the guard's restore")
     after = stack.stats()["containers"]["101"]
     assert before["DROP_RATE_LIMITED"] >= 500, "control: the judging rate was not exceeded"

@@ -26,8 +26,9 @@ def own(ctid: str, family: int) -> str:
     return ADDRESSES[ctid][0 if family == 4 else 1]
 
 
-def on_node(stack, *command: str) -> None:
-    subprocess.run(["ip", "netns", "exec", stack.host, *command], check=True, capture_output=True, text=True)
+def on_node(stack, *command: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", stack.host, *command], check=True, capture_output=True,
+                          text=True).stdout
 
 
 @pytest.fixture
@@ -172,13 +173,15 @@ def test_guard_restores_the_table_under_a_spoofed_stream(any_stack, echoes):
 def _attack_table(stack, echoes, attack: str, restored: int) -> int:
     c101 = stack.containers["101"]
     ip("-n", c101, "addr", "replace", "192.0.2.63/32", "dev", "venet0")
+    permissive = ("add chain inet venetfilter leaving { type filter hook prerouting priority -450; policy accept; }"
+                  if stack.mode == "queue" else "add chain netdev venetfilter in_x "
+                  '{ type filter hook ingress device "vnf101" priority -500; policy accept; }')
     commands = {
         "flush ruleset": "flush ruleset",
-        "delete table": "delete table inet venetfilter",
-        "permissive table": "delete table inet venetfilter; add table inet venetfilter; "
-                            "add chain inet venetfilter leaving { type filter hook prerouting priority -450; policy accept; }",
-        "dormant": "add table inet venetfilter { flags dormant; }",
-        "rule slipped in": "insert rule inet venetfilter leaving accept",
+        "delete table": f"delete table {stack.table}",
+        "permissive table": f"delete table {stack.table}; add table {stack.table}; {permissive}",
+        "dormant": f"add table {stack.table} {{ flags dormant; }}",
+        "rule slipped in": f"insert rule {stack.refusing_chain} accept",
     }
     echo = echoes[0]
     stop, sent = threading.Event(), [0]
@@ -208,20 +211,28 @@ def _attack_table(stack, echoes, attack: str, restored: int) -> int:
 
 
 def test_deleted_set_elements_are_put_back(any_stack, echoes):
-    on_node(any_stack, "nft", "flush set inet venetfilter own4")
+    """Queue mode: the sets' elements; default mode: the per-link chains' accepts."""
+    stack = any_stack
+    restored = "elements_restored" if stack.mode == "queue" else "tables_restored"
+    before = stack.stats()["guard"][restored]
+    if stack.mode == "queue":
+        on_node(stack, "nft", "flush set inet venetfilter own4")
+    else:
+        index = int(on_node(stack, "cat", "/sys/class/net/vnf101/ifindex"))
+        on_node(stack, "nft", f"flush chain netdev venetfilter in_{index}")
     deadline = time.monotonic() + 2
-    while time.monotonic() < deadline and any_stack.stats()["guard"]["elements_restored"] == 0:
+    while time.monotonic() < deadline and stack.stats()["guard"][restored] == before:
         time.sleep(0.05)
-    assert any_stack.stats()["guard"]["elements_restored"] >= 1
-    assert udp_probe(any_stack.containers["101"], own("101", 4), OUTSIDE_V4, PORT)
+    assert stack.stats()["guard"][restored] > before
+    assert udp_probe(stack.containers["101"], own("101", 4), OUTSIDE_V4, PORT)
 
 
 def test_no_guard_leaves_the_table_alone(stack):
     stack.stop_worker()
     stack.start_worker("--no-guard")
-    on_node(stack, "nft", "delete table inet venetfilter")
+    on_node(stack, "nft", f"delete table {stack.table}")
     time.sleep(1.2)
-    result = subprocess.run(["ip", "netns", "exec", stack.host, "nft", "list", "table", "inet", "venetfilter"],
+    result = subprocess.run(["ip", "netns", "exec", stack.host, "nft", "list", "table", *stack.table.split()],
                             capture_output=True)
     assert result.returncode != 0
     assert stack.stats()["guard"] == {**stack.stats()["guard"], "enabled": False, "checks": 0}

@@ -44,7 +44,7 @@ def test_start_set_stop(cli: Callable[..., Result], lan: Lan, ctid: str, tmp_pat
     assert r.code == 0, r.err
     # no kernel table in this namespace, no worker: start says so (it would not isolate anything),
     # and so does status, with a non-zero exit
-    assert "Warning: the kernel table inet venetfilter is not installed: nothing isolates" in r.err
+    assert "Warning: no kernel table venetfilter is installed: nothing isolates" in r.err
     status = cli("status", "--host-netns", lan.node)
     assert status.code == 1 and "kernel table MISSING" in status.out
     assert f"CT {ctid}: running, NOT ISOLATED" in status.out

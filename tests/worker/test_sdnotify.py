@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from venetfilter.rules.kernel import installed_queue, table_exists
+from venetfilter.core import AddressTable
+from venetfilter.errors import QueueBindError
+from venetfilter.netns import run_in_netns
+from venetfilter.rules.kernel import installed_layout, table_exists
+from venetfilter.worker.nflog import NflogBackend
 from venetfilter.worker.sdnotify import notify, socket_address
 
 
@@ -75,20 +79,31 @@ def queue_bound(netns: str, queue: int) -> bool:
     return any(line.split()[0] == str(queue) for line in text.splitlines() if line.strip())
 
 
+def log_group_bound(netns: str, group: int) -> bool:
+    """Whether a process has bound NFLOG `group` in `netns`: binding it ourselves is refused."""
+    try:
+        run_in_netns(netns, lambda: NflogBackend(group, AddressTable(), lambda *_: None)).close()
+    except QueueBindError:
+        return True
+    return False
+
+
 @pytest.mark.netns
-def test_worker_says_ready_once_bound_and_installed_and_stopping_at_sigterm(make_netns, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["default", "queue"])
+def test_worker_says_ready_once_bound_and_installed_and_stopping_at_sigterm(make_netns, tmp_path: Path, mode) -> None:
     host = make_netns("vfn")
     run_dir = tmp_path / "run"
     run_dir.mkdir(mode=0o700)
     path = tmp_path / "notify"
     with bound(str(path)) as sock:
-        worker = start_worker(host, run_dir, path, "--queue", "7")
+        worker = start_worker(host, run_dir, path, "--queue", "7", "--mode", mode)
         try:
             seen: list[bytes] = []
             receive_until(sock, b"READY=1", seen)
-            # at READY=1 the queue is bound and the table is installed, sending packets to it
-            assert queue_bound(host, 7) and table_exists(host)
-            assert installed_queue(host).queue == 7  # type: ignore[union-attr]
+            # at READY=1 the queue (or log group) is bound and the table is installed, sending packets to it
+            assert table_exists(host)
+            assert installed_layout("vnf", host).queue.queue == 7  # type: ignore[union-attr]
+            assert queue_bound(host, 7) if mode == "queue" else log_group_bound(host, 7)
             assert worker.poll() is None
             assert all(b"READY=1" not in datagram for datagram in seen[:-1])
             assert b"STATUS=serving generation" in seen[-1]
