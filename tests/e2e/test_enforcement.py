@@ -32,7 +32,8 @@ def own(ctid: str, family: int) -> str:
 
 @pytest.fixture
 def servers(request):
-    stack = request.getfixturevalue("any_stack" if "any_stack" in request.fixturenames else "stack")
+    name = next((f for f in ("any_stack", "queue_stack") if f in request.fixturenames), "stack")
+    stack = request.getfixturevalue(name)
     """UDP and TCP echo servers on the outside host, on the node itself and in container 102."""
     made = []
     for ns, addresses in ((stack.outside, (OUTSIDE_V4, OUTSIDE_V6)), (stack.host, (UPLINK_V4, UPLINK_V6)),
@@ -254,7 +255,8 @@ def test_fail_open_lets_traffic_pass_without_a_worker(make_netns, tmp_path):
 
 
 @pytest.mark.parametrize("backend", ["native", "netfilterqueue"])
-def test_both_backends_enforce(stack, servers, backend):
+def test_both_backends_enforce(queue_stack, servers, backend):
+    stack = queue_stack
     stack.stop_worker()
     stack.start_worker("--backend", backend)
     assert stack.stats()["backend"] == backend
@@ -266,13 +268,17 @@ def test_both_backends_enforce(stack, servers, backend):
     assert stack.counter("101", "DROP_SOURCE") >= 1
 
 
-def test_queue_in_use_is_a_clear_error(stack):
+def test_queue_in_use_is_a_clear_error(any_stack):
+    stack = any_stack
     result = subprocess.run(
-        [sys.executable, "-m", "venetfilter.cli", "worker", "--netns", stack.host, "--run-dir", str(stack.run_dir / "other")],
+        [sys.executable, "-m", "venetfilter.cli", "worker", "--netns", stack.host, "--run-dir", str(stack.run_dir / "other"),
+         "--mode", stack.mode],
         capture_output=True, text=True, timeout=20,
     )
     assert result.returncode != 0
-    assert "cannot bind NFQUEUE 0: is another worker bound to it?" in result.stderr
+    expected = ("cannot bind NFQUEUE 0: is another worker bound to it?" if stack.mode == "queue" else
+                "cannot bind NFLOG group 0: it is bound by another socket (another worker?)")
+    assert expected in result.stderr
     assert "Traceback" not in result.stderr
     assert stack.worker is not None and stack.worker.poll() is None  # the first worker is unharmed
 
@@ -284,12 +290,13 @@ def test_worker_without_permission_is_a_clear_error(stack):
         capture_output=True, text=True, timeout=20,
     )
     assert result.returncode != 0
-    assert result.stderr == "venetctl: the worker needs CAP_NET_ADMIN to bind NFQUEUE: run it as root\n"
+    assert result.stderr == ("venetctl: the worker needs CAP_NET_ADMIN for the kernel table and its queue or log group: "
+                             "run it as root\n")
 
 
 def test_stats_command(stack):
     out = stack.venetctl("stats").stdout
-    assert "native backend" in out and "101:" in out
+    assert "nflog backend" in out and "101:" in out
     assert '"DROP_SOURCE"' in stack.venetctl("stats", "--json").stdout
 
 
