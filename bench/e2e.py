@@ -97,7 +97,7 @@ class Config:
 
 CONFIGS = [
     Config("none", "none: no table, no worker", "none", filters=False),
-    Config("default", "default mode (kernel sets, rest queued)", "worker", "default"),
+    Config("default", "default mode (netdev chain per link, refused logged)", "worker", "default"),
     Config("queue", "queue mode (every packet to the worker)", "worker", "queue"),
     Config("queue2", "queue mode, two queues (one thread each, by CPU)", "worker", "queue",
            extra=("--queues", "2", "--queue-cpu-fanout")),
@@ -558,7 +558,7 @@ class Running:
         if config.kind == "worker":  # installs its own table once its queue is bound
             argv = [PY, "-m", "venetfilter.cli", "worker", "--conf-dir", str(topo.conf_dir),
                     "--run-dir", str(topo.run_dir), "--netns", topo.node, "--mode", config.mode,
-                    "--backend", backend, *config.extra]
+                    *(["--backend", backend] if config.mode == "queue" else []), *config.extra]
         elif config.kind == "naive":
             argv = [PY, str(ROOT / "bench" / "naive_worker.py"), "--netns", topo.node,
                     "--run-dir", str(topo.run_dir), "--queue", "0"]
@@ -579,6 +579,8 @@ class Running:
         time.sleep(0.2)  # let the start-up's CPU settle before the first window
 
     def _ready(self) -> bool:
+        if self.config.mode == "default":  # no queue: ready once it answers (the table is installed)
+            return bool(self.stats())
         if 0 not in queue_stats(self.pid):
             return False
         return self.config.kind == "cloop" or bool(self.stats())
