@@ -44,7 +44,7 @@ pytestmark = pytest.mark.netns
 OWN = ("192.0.2.31", "2001:db8:31::31")
 SPOOFED = ("192.0.2.98", "2001:db8:98::98")
 EXIT_OK = 0
-NO_TABLE = "the kernel table inet venetfilter is not installed, so nothing would isolate the container"
+NO_TABLE = "no kernel table venetfilter is installed, so nothing would isolate the container"
 
 
 def oci_state(status: str = "creating", pid: int | None = None, ctid: str = "101", ident: str = "a" * 64) -> dict:

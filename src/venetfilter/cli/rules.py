@@ -28,7 +28,7 @@ def add_queue_options(parser: argparse.ArgumentParser) -> None:
     """--queue N | --queue-balance A:B, --queue-cpu-fanout, --fail-open."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--queue", type=bounded_int(0, 65535), default=0, metavar="N",
-                       help="the NFQUEUE number (default 0)")
+                       help="queue mode: the NFQUEUE number; default mode: the NFLOG group (default 0)")
     group.add_argument("--queue-balance", metavar="A:B", help="spread flows over queues A..B")
     parser.add_argument("--queue-cpu-fanout", action="store_true", help="with --queue-balance: pick the queue by CPU")
     parser.add_argument(

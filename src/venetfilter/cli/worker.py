@@ -72,7 +72,7 @@ def _add_worker_options(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``worker`` and ``stats`` to the ``venetctl`` subcommands."""
-    p = subparsers.add_parser("worker", parents=[common_options()], help="run the NFQUEUE worker (foreground)")
+    p = subparsers.add_parser("worker", parents=[common_options()], help="run the worker: kernel table, guard, drop reasons (foreground)")
     _add_worker_options(p)
     p = subparsers.add_parser("stats", parents=[common_options()], help="the running worker's counters")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``venetfilter-worker``: the same as ``venetctl worker``."""
     from . import _run  # noqa: PLC0415 (the shared error handling of venetctl)
 
-    parser = ArgumentParser(prog="venetfilter-worker", description="The venetfilter NFQUEUE worker.")
+    parser = ArgumentParser(prog="venetfilter-worker", description="The venetfilter worker.")
     add_common_options(parser, top=True)
     _add_worker_options(parser)
     return _run(parser, argv)

@@ -4,7 +4,7 @@
 for the default paths, checked by a test). What the worker needs, measured with strace through a
 start, a reload, a container's death and a stop:
 
-- capabilities: CAP_NET_ADMIN (NFQUEUE, nftables, links, proxy entries) and CAP_SYS_ADMIN (entering
+- capabilities: CAP_NET_ADMIN (NFQUEUE, NFLOG, nftables, links, proxy entries) and CAP_SYS_ADMIN (entering
   a container's namespace and unmounting one ``start`` created, when its link dies before it);
 - sockets: netlink, unix (control socket, sd_notify, pyroute2's helpers), IPv4/IPv6 (metrics);
 - system calls: ``@system-service`` and ``umount2``; no writable executable memory;
@@ -64,7 +64,7 @@ SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TEMPLATE = """\
 # {name}: rendered by 'venetctl install-service' (venetfilter.worker.unit); edit with 'systemctl edit'.
 [Unit]
-Description=venetfilter NFQUEUE worker (OpenVZ venet-style isolation for containers)
+Description=venetfilter worker (OpenVZ venet-style isolation for containers)
 # a firewall: up before any network is configured
 Before=network-pre.target
 Wants=network-pre.target
@@ -83,7 +83,7 @@ TimeoutStopSec=15s
 {run_dir_lines}
 UMask=0077
 
-# NFQUEUE, nftables, links and proxy entries; entering and removing a dead container's namespace
+# NFQUEUE, NFLOG, nftables, links and proxy entries; entering and removing a dead container's namespace
 CapabilityBoundingSet=CAP_NET_ADMIN CAP_SYS_ADMIN
 NoNewPrivileges=yes
 RestrictAddressFamilies=AF_NETLINK AF_UNIX AF_INET AF_INET6
