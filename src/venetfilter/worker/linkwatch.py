@@ -124,7 +124,7 @@ class LinkWatch:
         name = link.get_attr("IFLA_IFNAME") or ""
         index = link["index"]
         group, master = link.get_attr("IFLA_GROUP"), link.get_attr("IFLA_MASTER")
-        if not (name.startswith(self.prefix) or index in self.known() or group == LINK_GROUP):
+        if not (name.startswith(self.prefix) or index in self.known()):
             return
         if self._names.get(index) != name:
             self._names[index] = name
