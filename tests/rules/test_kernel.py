@@ -165,3 +165,25 @@ def test_functions_act_in_the_given_namespace_only(ns) -> None:
     assert run_in_netns(ns, table_exists)
     here = subprocess.run(["nft", "list", "table", "inet", "venetfilter"], capture_output=True)
     assert here.returncode != 0  # not in the test runner's namespace
+
+
+@pytest.mark.parametrize("mode", ["default", "queue"])
+def test_guard_sees_no_change_in_what_the_kernel_counts(ns, mode) -> None:
+    """Counters and the elements the kernel adds to the dynamic sets (per-link rates) are not
+    changes: refused packets on the link, then someone else's transaction elsewhere, and the guard
+    finds nothing to restore."""
+    i = index(ns)
+    guard = Guard(Layout("vnf", mode), lambda: {(0, i, ""), (4, i, "192.0.2.1")}, ns)
+    guard.install()  # before the link is up: nothing counted yet
+    before = nft(ns, "list", "ruleset")
+    for command in (["link", "set", "vnf1", "up"], ["link", "set", "x1", "up"],
+                    ["addr", "add", "192.0.2.7/32", "dev", "x1"], ["route", "add", "192.0.2.200/32", "dev", "x1"]):
+        subprocess.run(["ip", "-n", ns, *command], check=True)
+    subprocess.run(["ip", "netns", "exec", ns, "ping", "-c", "3", "-i", "0.05", "-W", "0.2", "192.0.2.200"],
+                   capture_output=True)
+    nft(ns, "add", "table", "inet", "someone_else")  # someone else's transaction
+    if mode == "default":
+        counted = nft(ns, "list", "set", "netdev", "venetfilter", "judge_rate")
+        assert '"vnf1"' in counted and before != nft(ns, "list", "ruleset")  # control: the kernel did count
+    assert guard.check() == [] and guard.counters.full_checks == 1
+    assert guard.counters.tables_restored == 0

@@ -201,7 +201,7 @@ def _fingerprint(sock: NFTables) -> Fingerprint | None:
 
 
 _COUNTER = re.compile(r"counter packets \d+ bytes \d+")
-_DYNAMIC_ELEMENTS = re.compile(r"elements = \{[^}]*\}")
+_DYNAMIC_ELEMENTS = re.compile(r"\n\s*elements = \{[^}]*\}")
 
 
 def _netdev_fingerprint() -> Fingerprint | None:
