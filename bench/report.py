@@ -40,6 +40,10 @@ def main(path: str) -> None:
     if memory:
         print(f"\n1,000,000 addresses: {memory['bytes_per_address']:.1f} bytes per address (RSS delta), "
               f"built in {memory['build_seconds']:.2f} s")
+    reloads = {n: median[f"test_reload[{n}-links]"] / 1e6 for n in (10, 300) if f"test_reload[{n}-links]" in median}
+    if reloads:
+        print("\nDefault mode, one reload (the netdev table installed again): "
+              + ", ".join(f"{n} links {ms:.0f} ms" for n, ms in reloads.items()))
 
 
 if __name__ == "__main__":

@@ -87,7 +87,8 @@ def gather_status(node: Any, ctid: str | None = None) -> NodeStatus:
     try:
         layout = installed_layout(node.node_config.link_prefix, host_netns)
         status.table = layout is not None
-        status.queue = layout.queue.describe() if layout and layout.mode == "queue" else None
+        status.queue = (None if layout is None else layout.queue.describe() if layout.mode == "queue"
+                        else f"netdev, refused packets logged to group {layout.queue.queue}")
         status.mode = layout.mode if layout else None
         elements = read_elements(host_netns) if status.table else {}
     except (RulesError, OSError) as exc:
