@@ -1,8 +1,9 @@
 """venetfilter: OpenVZ venet-style network isolation for containers on a stock Linux kernel.
 
 Data flows one way: `config` (vzctl semantics, OpenVZ files, the runtime records) -> `core` (the
-address table and the per-packet verdict) -> `rules` (the kernel table and its sets) and `worker`
-(the verdicts of what the sets refuse). `host` sets up links, routes and neighbour proxies with
+address table and the per-packet verdict) -> `rules` (the kernel table: a netdev chain per
+container link, or the queue mode's inet table) and `worker` (the reasons of what the kernel
+refuses, or every verdict in the queue mode). `host` sets up links, routes and neighbour proxies with
 pyroute2; `lifecycle.Node` owns each container's start, stop and address changes.
 """
 

@@ -64,7 +64,7 @@ def network_of_record(record: RunningContainer, prefix: str) -> ContainerNetwork
 
 
 class HostNetwork:
-    """The real host: links, namespaces, routes, proxy entries, announcements and the kernel sets."""
+    """The real host: links, namespaces, routes, proxy entries, announcements and the kernel table."""
 
     def __init__(self, node: NodeConfig) -> None:
         self.node = node

@@ -5,7 +5,7 @@ single runtime record (`venetfilter.config.runtime`), done in an order that neve
 filter, the record and the host disagree in a way that passes a forbidden packet:
 
 - start: record ("starting", no link) -> namespace -> link, created down -> record with the
-  link, the filter told (worker notified, or the kernel sets synced) -> link up, addresses inside,
+  link, the filter told (worker notified, or the kernel table updated) -> link up, addresses inside,
   host routes, proxy entries -> record "running" -> announcements (gratuitous ARP / unsolicited NA);
 - stop: record "stopping" -> proxy entries and link deleted (its routes go with it), namespace
   -> record gone, the filter told;
@@ -255,7 +255,7 @@ class Node:
 
     def _publish(self, state: RuntimeState, warnings: list[str]) -> bool:
         """Write `state` and put it in force in the filter: the worker reloads and confirms, or
-        (no worker) the kernel sets are synced here. True when the worker confirmed."""
+        (no worker) the kernel table is updated here. True when the worker confirmed."""
         save_state(self.run_dir, state)
         self.checkpoint("saved")
         if self.dry:

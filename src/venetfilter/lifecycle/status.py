@@ -1,7 +1,7 @@
 """``status``: what is true on the node now, compared with what the records say.
 
 Per container: its record's phase, whether its link and namespace exist, whether the link is in
-our interface group, its saved and runtime addresses, and whether the kernel sets pass exactly
+our interface group, its saved and runtime addresses, and whether the kernel table passes exactly
 those. For the node: the table (present, mode), the worker (answering, serving the state's
 generation, guarding). A running container is *isolated* when the table is in place with its
 queue rule and the container's link is known to the kernel as a container link: then nothing it
@@ -36,7 +36,7 @@ class ContainerStatus:
     netns_present: bool = False
     saved: list[str] | None = None
     runtime: list[str] | None = None
-    filter_matches: bool = False  # the kernel sets pass exactly the runtime addresses on this link
+    filter_matches: bool = False  # the kernel table passes exactly the runtime addresses on this link
     isolated: bool = False
     problems: list[str] = field(default_factory=list)
 

@@ -18,7 +18,7 @@ in ``over_rate``; all are dropped. No packet waits for user space, and a dead wo
 
 Chains are per link because that is what measured cheapest (bench/README.md, "Layout
 experiments"): a per-link hook costs only the links it is on, and a few compares beat a
-concatenated set lookup. Links of our prefix or group that the table does not know get the same
+concatenated set lookup. Links named with our prefix that the table does not know get the same
 two chains with no accepts: everything on them is refused (DROP_UNKNOWN_LINK).
 
 Base chains have policy accept and end in an explicit ``goto``: a whole-table replacement swaps

@@ -36,7 +36,7 @@ def render(stats: dict) -> str:
         ("errors", stats["errors"], "Packets dropped because classifying them failed."),
         ("reloads", stats["reloads"], "Successful reloads of the runtime state."),
         ("reload_errors", stats["reload_errors"], "Failed reloads (the previous state stays in force)."),
-        ("sync_errors", stats["sync_errors"], "Failed updates of the kernel sets (the guard restores them)."),
+        ("sync_errors", stats["sync_errors"], "Failed updates of the kernel table (the guard restores it)."),
         ("unknown_link_drops", stats["unknown_links"], "Packets dropped on a container link the table does not know."),
         ("verdict_errors", stats["verdict_errors"], "Verdict messages the kernel refused (their packets stay dropped)."),
         ("id_gaps", stats["id_gaps"], "Jumps in queued packet ids: messages not read, their packets dropped."),

@@ -153,7 +153,7 @@ class Worker:
                         self.guard.expect(replace(self.layout, wanted))
                 except RulesError as error:  # the table is gone or broken: the guard reinstalls it
                     self.sync_errors += 1
-                    logger.error("cannot update the kernel sets: %s", error)
+                    logger.error("cannot update the kernel table: %s", error)
                     if self._wanted is not wanted:
                         swap()
             else:
@@ -175,7 +175,8 @@ class Worker:
         self._droplog.drop(self._links.get(charged), verdict, header, indev, outdev)
 
     def _kernel_accepts(self) -> dict[str, int]:
-        """Packets the sets passed in the kernel, per container (their elements' counters)."""
+        """Packets the kernel passed, per container (its accept rules' counters; the queue mode's sets
+        count nothing: the worker accepts there)."""
         try:
             elements = read_elements()
         except RulesError:
@@ -196,7 +197,7 @@ class Worker:
     def stats(self) -> dict:
         """Everything the worker counts, as plain data (the control socket sends it as JSON).
 
-        A container's ACCEPT is what the kernel's sets passed plus what the worker accepted."""
+        A container's ACCEPT is what the kernel passed plus what the worker accepted (queue mode)."""
         kernel = read_queue_stats()
         backends = list(self._backends)
         accepted = self._kernel_accepts()
