@@ -114,6 +114,11 @@ EXPERIMENTS = [
     Config("x-netdev-vmap", "experiment: netdev, iif vmap to a chain per container, address set", "nft",
            "netdev-vmap"),
     Config("x-netdev-per-link", "experiment: a netdev chain per link, address compares", "nft", "netdev-per-link"),
+    Config("x-netdev-no-counter", "experiment: the default mode's chains without counters", "nft", "netdev-no-counter"),
+    Config("x-netdev-no-mcast", "experiment: the default mode's chains without the multicast test", "nft",
+           "netdev-no-mcast"),
+    Config("x-netdev-ingress-only", "experiment: the default mode's ingress chains only", "nft",
+           "netdev-ingress-only"),
 ]
 EXPERIMENT_TABLES = {
     "inet-empty": """table inet vfexp {
@@ -167,6 +172,34 @@ EXPERIMENT_TABLES = {
   }
 }""",
 }
+
+
+def _default_mode_table(counter: bool = True, multicast: bool = True, egress: bool = True) -> str:
+    """The default mode's table for vnf101/vnf102, hand-written with parts left out."""
+    count = " counter" if counter else ""
+    chains = []
+    for ct, last in (("101", 1), ("102", 2)):
+        v4, v6 = f"192.0.2.{last}", f"2001:db8:{last}::{last}"
+        mc4, mc6 = ("ip daddr != 224.0.0.0/4 ", "ip6 daddr != ff00::/8 ") if multicast else ("", "")
+        chains.append(f"""  chain in{ct} {{ type filter hook ingress device vnf{ct} priority -500; policy accept;
+    {mc4}ip saddr {v4}{count} accept
+    {mc6}ip6 saddr {v6}{count} accept
+    goto refused
+  }}""")
+        if egress:
+            chains.append(f"""  chain out{ct} {{ type filter hook egress device vnf{ct} priority -500; policy accept;
+    ip daddr {v4}{count} accept
+    ip6 daddr {v6}{count} accept
+    goto refused
+  }}""")
+    return "table netdev vfexp {\n  chain refused {\n    log group 0 drop\n  }\n" + "\n".join(chains) + "\n}"
+
+
+EXPERIMENT_TABLES.update({
+    "netdev-no-counter": _default_mode_table(counter=False),
+    "netdev-no-mcast": _default_mode_table(multicast=False),
+    "netdev-ingress-only": _default_mode_table(egress=False),
+})
 BY_NAME = {c.name: c for c in CONFIGS + EXPERIMENTS}
 
 # -- the C tools ---------------------------------------------------------------------------------
