@@ -187,3 +187,29 @@ def test_guard_sees_no_change_in_what_the_kernel_counts(ns, mode) -> None:
         assert '"vnf1"' in counted and before != nft(ns, "list", "ruleset")  # control: the kernel did count
     assert guard.check() == [] and guard.counters.full_checks == 1
     assert guard.counters.tables_restored == 0
+
+
+def test_default_mode_update_touches_only_the_links_that_changed(ns) -> None:
+    subprocess.run(["ip", "-n", ns, "link", "add", "vnf2", "type", "veth", "peer", "name", "x2"], check=True)
+    one, two = index(ns), index(ns, "vnf2")
+    wanted = {(0, one, ""), (4, one, "192.0.2.1"), (0, two, ""), (4, two, "192.0.2.2")}
+    install(Layout("vnf"), wanted, ns, {(4, one, "192.0.2.1"): (3, 300), (4, two, "192.0.2.2"): (5, 500)})
+
+    def handles() -> dict[str, str]:
+        listing = nft(ns, "-a", "list", "table", "netdev", "venetfilter")
+        return {line.split()[1]: line.split("# handle ")[1] for line in listing.splitlines()
+                if line.strip().startswith("chain ")}
+
+    before = handles()
+    assert update(wanted, "vnf", ns) == fingerprint(ns) and handles() == before  # nothing to do: nothing done
+    update(wanted - {(4, two, "192.0.2.2")} | {(6, two, "2001:db8::2")}, "vnf", ns)
+    after = handles()
+    assert after[f"in_{one}"] == before[f"in_{one}"] and after[f"out_{one}"] == before[f"out_{one}"]
+    assert after[f"in_{two}"] != before[f"in_{two}"]  # replaced, with what it had counted
+    assert read_elements(ns) == {(0, one, ""): (0, 0), (4, one, "192.0.2.1"): (3, 300), (0, two, ""): (0, 0),
+                                 (6, two, "2001:db8::2"): (0, 0)}
+    update({(0, one, ""), (4, one, "192.0.2.1")}, "vnf", ns)  # 2 gone from the table: its chains refuse all
+    assert "192.0.2" not in nft(ns, "list", "chain", "netdev", "venetfilter", f"in_{two}")
+    subprocess.run(["ip", "-n", ns, "link", "del", "vnf2"], check=True)
+    update({(0, one, ""), (4, one, "192.0.2.1")}, "vnf", ns)  # and once the link is gone, no chains
+    assert set(handles()) == {"refused_in", "refused_out", f"in_{one}", f"out_{one}"}

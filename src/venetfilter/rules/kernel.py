@@ -29,6 +29,8 @@ from pyroute2.nftables.main import NFTables
 from ..netns import run_in_netns
 from .elements import read_elements, read_over_rate, sync
 from .layout import FAMILIES, FAMILY, TABLE, Element, Layout, QueueSpec, RulesError, render_table
+from .netdev import FAMILY as NETDEV
+from .netdev import changes
 from .nft import Nft, NftError
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "installed_family",
     "installed_layout",
     "installed_queue",
+    "nft_writable",
     "our_links",
     "remove",
     "replace",
@@ -77,11 +80,21 @@ def _queue_expression(spec: QueueSpec) -> dict[str, Any]:
     return {"attrs": [("NFTA_EXPR_NAME", "target"), ("NFTA_EXPR_DATA", {"attrs": data})]}
 
 
+_WRITABLE = re.compile(r'[!#-\[\]-~]+')  # printable ASCII but '"' and '\': what an nft string can hold
+
+
+def nft_writable(name: str) -> bool:
+    """Whether nft's language can name a device called `name` (Linux allows '"' in link names,
+    nft has no escape for it); the worker's link watch sets a container link that cannot down."""
+    return _WRITABLE.fullmatch(name) is not None
+
+
 def our_links(prefix: str, elements: Iterable[Element] = ()) -> dict[int, str]:
     """{ifindex: name} of the links of the current namespace that are container links: registered
-    in `elements` (under any name), or named with `prefix`."""
+    in `elements` (under any name), or named with `prefix`; but those nft cannot name."""
     registered = {ifindex for _, ifindex, _ in elements}
-    return {index: name for index, name in socket.if_nameindex() if index in registered or name.startswith(prefix)}
+    return {index: name for index, name in socket.if_nameindex()
+            if (index in registered or name.startswith(prefix)) and nft_writable(name)}
 
 
 def install(
@@ -140,9 +153,10 @@ def update(
     """Bring the table in place (whichever mode installed it) to the elements `wanted`.
 
     Queue mode: its sets are synced (`sync`: removals, `between()`, additions); returns None.
-    Default mode: the table is installed again with its own settings (`installed_layout`) and the
-    links as they are now; `between()` first. Returns what was installed. `RulesError` when there
-    is no table.
+    Default mode: `between()`, then the chains of the links whose chains differ from what
+    `wanted` and the links as they are now ask are replaced, in one transaction, their counters
+    carried over; the other links' chains are not touched. Returns the table's fingerprint.
+    `RulesError` when there is no table.
     """
     wanted = set(wanted)
     layout = installed_layout(prefix, netns)
@@ -153,7 +167,22 @@ def update(
         return None
     if between is not None:
         between()
-    return replace(layout, wanted, netns)
+    return _in(netns, lambda: _update_links(prefix, wanted))
+
+
+def _update_links(prefix: str, wanted: set[Element]) -> Fingerprint:
+    with Nft() as nft:
+        try:
+            listing = nft.run(f"list table {NETDEV} {TABLE}")
+            text = changes(listing, wanted, our_links(prefix, wanted), read_elements())
+            if text:
+                nft.run(text)
+        except NftError as exc:
+            raise RulesError(f"cannot update the nftables table {NETDEV} {TABLE}: {exc}") from None
+    found = _netdev_fingerprint()
+    if found is None:
+        raise RulesError("the table vanished while it was updated")
+    return found
 
 
 def remove(netns: NetnsArg = None) -> bool:
@@ -271,8 +300,6 @@ def installed_layout(prefix: str, netns: NetnsArg = None) -> Layout | None:
 
 def _refused_settings(netns: NetnsArg) -> tuple[int, int]:
     """(log group, judging rate) of the default mode's ``refused_in`` chain."""
-    from .netdev import FAMILY as NETDEV  # noqa: PLC0415
-
     def work() -> tuple[int, int]:
         with Nft() as nft:
             try:

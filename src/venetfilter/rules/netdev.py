@@ -30,12 +30,13 @@ rules stay active until then, the new chain's are active from then on).
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .layout import LINKS, MAX_LINKS, OVER_RATE_SET, RATE_SET, TABLE, Element, Layout
 
-__all__ = ["FAMILY", "PRIORITY", "parse_accepts", "render"]
+__all__ = ["FAMILY", "PRIORITY", "changes", "link_chains", "parse_accepts", "render"]
 
 FAMILY = "netdev"
 PRIORITY = -500  # before any other netdev chain someone may add at the usual priorities
@@ -72,6 +73,20 @@ def _link_chains(ifindex: int, name: str, owned: list[tuple[int, str]], counters
     return lines
 
 
+def link_chains(
+    elements: Iterable[Element], names: Mapping[int, str], counters: Counters | None = None
+) -> dict[int, list[str]]:
+    """{ifindex: the lines of its two chains} for the links in `names` ({ifindex: name}, as they
+    are now). A link of `elements` missing from `names` is gone and gets no chains; a link of
+    `names` with no element is one of ours the table does not know: its chains refuse everything.
+    `counters` (accepts per element: they go on its ingress rule) are carried over."""
+    owned: dict[int, list[tuple[int, str]]] = {ifindex: [] for ifindex in names}
+    for family, ifindex, address in sorted(elements):
+        if family != LINKS and ifindex in owned:
+            owned[ifindex].append((family, address))
+    return {i: _link_chains(i, names[i], owned[i], counters or {}) for i in sorted(owned)}
+
+
 def render(
     layout: Layout,
     elements: Iterable[Element],
@@ -79,16 +94,8 @@ def render(
     counters: Counters | None = None,
     over_rate: Mapping[int, int] | None = None,
 ) -> str:
-    """The table in nft syntax, for the links in `names` ({ifindex: name}, as they are now).
-
-    A link of `elements` missing from `names` is gone and gets no chains; a link of `names` with no
-    element is one of ours the table does not know: it gets chains that refuse everything.
-    `counters` (accepts per element: they go on its ingress rule) and `over_rate` are carried over.
-    """
-    owned: dict[int, list[tuple[int, str]]] = {ifindex: [] for ifindex in names}
-    for family, ifindex, address in sorted(elements):
-        if family != LINKS and ifindex in owned:
-            owned[ifindex].append((family, address))
+    """The table in nft syntax, with chains for the links in `names` (see `link_chains`);
+    `counters` and `over_rate` are carried over."""
     over = ", ".join(f"{i} counter packets {n} bytes 0" for i, n in sorted((over_rate or {}).items()))
     lines = [
         f"table {FAMILY} {TABLE} {{",
@@ -98,9 +105,50 @@ def render(
         *_refused(layout, "in", "iif"),
         *_refused(layout, "out", "oif"),
     ]
-    for ifindex in sorted(owned):
-        lines += _link_chains(ifindex, names[ifindex], owned[ifindex], counters or {})
+    for chains in link_chains(elements, names, counters).values():
+        lines += chains
     return "\n".join([*lines, "}"]) + "\n"
+
+
+_COUNTER = re.compile(r"counter packets \d+ bytes \d+")
+_CHAIN = re.compile(r"(\s*)chain (in|out)_(\d+) \{")
+
+
+def _per_link(text: str) -> dict[int, tuple[str, ...]]:
+    """{ifindex: the normalised lines of its chains} of a table in nft syntax (ours or nft's
+    listing): whitespace and counter values aside, the two are written alike."""
+    found: dict[int, list[str]] = {}
+    current: list[str] | None = None
+    closing = ""
+    for line in text.splitlines():
+        if current is None:
+            match = _CHAIN.fullmatch(line)
+            if match:
+                current = found.setdefault(int(match[3]), [])
+                current.append(line.strip())
+                closing = match[1] + "}"
+        elif line.rstrip() == closing:
+            current = None
+        elif line.strip():
+            current.append(_COUNTER.sub("counter", " ".join(line.split())))
+    return {ifindex: tuple(lines) for ifindex, lines in found.items()}
+
+
+def changes(
+    listing: str, elements: Iterable[Element], names: Mapping[int, str], counters: Counters | None = None
+) -> str:
+    """The transaction that brings the per-link chains of the table `listing` shows to what
+    `elements` and `names` ask ("" when they are already there). Only the links that differ are
+    touched: the counters of the others keep counting, and only their hooks are registered again."""
+    wanted = link_chains(elements, names, counters)
+    have = _per_link(listing)
+    want = _per_link("\n".join(line for lines in wanted.values() for line in lines))
+    commands = [f"delete chain {FAMILY} {TABLE} {d}_{i}" for i in sorted(have) if have[i] != want.get(i)
+                for d in ("in", "out") if f"chain {d}_{i} {{" in have[i]]
+    added = [line for i, lines in wanted.items() if have.get(i) != want[i] for line in lines]
+    if added:
+        commands += [f"table {FAMILY} {TABLE} {{", *added, "}"]
+    return "\n".join(commands) + "\n" if commands else ""
 
 
 def parse_accepts(items: Iterable[dict[str, Any]]) -> dict[Element, tuple[int, int]]:

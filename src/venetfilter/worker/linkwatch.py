@@ -26,6 +26,7 @@ from pyroute2.netlink.rtnl import RTMGRP_LINK
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from ..config.ctid import LINK_GROUP
+from ..rules.kernel import nft_writable
 
 __all__ = ["LinkWatch"]
 
@@ -126,6 +127,9 @@ class LinkWatch:
         group, master = link.get_attr("IFLA_GROUP"), link.get_attr("IFLA_MASTER")
         if not (name.startswith(self.prefix) or index in self.known()):
             return
+        if not nft_writable(name):
+            self._change(index, name, "has a name nft cannot write, so no chain can filter it: set down", state="down")
+            return
         if self._names.get(index) != name:
             self._names[index] = name
             if self.on_changed is not None and self._ready.is_set():  # the first dump is the starting point
@@ -135,7 +139,7 @@ class LinkWatch:
         if group != LINK_GROUP:
             self._change(index, name, f"was outside group {LINK_GROUP} (in {group}): put back", group=LINK_GROUP)
 
-    def _change(self, index: int, name: str, what: str, **change: int) -> None:
+    def _change(self, index: int, name: str, what: str, **change: int | str) -> None:
         try:
             self._ipr.link("set", index=index, **change)
         except NetlinkError as error:

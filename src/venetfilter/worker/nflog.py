@@ -70,6 +70,8 @@ NF_NETDEV_INGRESS, NF_NETDEV_EGRESS = 0, 1
 ETH_HLEN = 14
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
 NOT_IP = b"\x00"  # what the core gets for a copy that is not IP: IP version 0, DROP_NOT_IP
+MALFORMED = b"\x40"  # ... for an IP copy whose version is not its ethertype's: too short, DROP_MALFORMED
+_VERSIONS = {ETH_P_IP: 4, ETH_P_IPV6: 6}
 
 _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, portid
 _NLATTR = struct.Struct("=HH")  # len, type
@@ -212,6 +214,18 @@ def config_request(group: int, seq: int, command: int | None = None, *, copy_ran
     return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), CONFIG_MESSAGE, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
 
 
+def _as_judged(hw_protocol: int, packet: bytes) -> bytes:
+    """What the core classifies for a copy: the kernel read the addresses at the offsets its
+    ethertype gives, so a frame that is not IP is NOT_IP, and one whose IP version disagrees with
+    its ethertype (an own IPv4 source under the IPv6 ethertype) is MALFORMED, whatever it says."""
+    version = _VERSIONS.get(hw_protocol)
+    if version is None:
+        return NOT_IP
+    if not packet or packet[0] >> 4 != version:
+        return MALFORMED
+    return packet
+
+
 class CopyHandler:
     """Classifies each copy for its reason and hands the drops on; never raises."""
 
@@ -228,7 +242,7 @@ class CopyHandler:
         indev, outdev = copy.indev, copy.outdev
         ours = Ours.IN if indev else Ours.OUT if outdev else Ours.NONE
         try:
-            verdict = self.table.classify(packet if copy.is_ip else NOT_IP, indev, outdev, ours)
+            verdict = self.table.classify(_as_judged(copy.hw_protocol, packet), indev, outdev, ours)
         except Exception:
             self.errors += 1
             logger.exception("classifying a logged drop failed")

@@ -34,6 +34,7 @@ from pathlib import Path
 from ..config.ctid import DEFAULT_LINK_PREFIX
 from ..config.runtime import load_state, state_path, table_entries
 from ..core import AddressTable, Verdict
+from ..errors import QueueBindError
 from ..rules import (
     DEFAULT_JUDGE_RATE,
     Element,
@@ -43,13 +44,14 @@ from ..rules import (
     QueueSpec,
     RulesError,
     desired_elements,
+    installed_layout,
     read_elements,
     read_over_rate,
-    replace,
     sync,
+    update,
 )
 from .backends import Backend, BackendName, default_backend, open_backend
-from .control import ControlServer
+from .control import ControlServer, request
 from .droplog import DropLog
 from .linkwatch import LinkWatch
 from .metrics import MetricsServer
@@ -148,9 +150,8 @@ class Worker:
                 try:  # stale elements out, the new table in, new elements in
                     if self.layout.mode == "queue":
                         sync(wanted, between=swap)
-                    else:
-                        swap()
-                        self.guard.expect(replace(self.layout, wanted))
+                    else:  # the chains of the links that changed, in one transaction
+                        self.guard.expect(update(wanted, self.layout.link_prefix, between=swap))
                 except RulesError as error:  # the table is gone or broken: the guard reinstalls it
                     self.sync_errors += 1
                     logger.error("cannot update the kernel table: %s", error)
@@ -259,8 +260,30 @@ class Worker:
             except BlockingIOError:
                 pass  # already awake
 
+    def _refuse_a_second_worker(self) -> None:
+        """`QueueBindError` when another worker serves this run dir, or the table in place with a
+        log group or queue someone holds: two workers would reinstall the table in turn."""
+        with contextlib.suppress(OSError):
+            request(self.options.run_dir, b"stats\n", timeout=1.0)
+            raise QueueBindError(f"another worker serves {self.options.run_dir} (its control socket answers)")
+        installed = installed_layout(self.layout.link_prefix)
+        if installed is None or installed.queue.queues == self.layout.queue.queues:
+            return  # no table, or ours: binding the same group or queue tells
+        if installed.mode == "queue":
+            held = set(installed.queue.queues) & set(read_queue_stats())
+        else:
+            try:
+                NflogBackend(installed.queue.queue, self.table, self._on_drop).close()
+                held = set()
+            except QueueBindError:
+                held = {installed.queue.queue}
+        if held:
+            raise QueueBindError(f"another worker serves the kernel table ({installed.describe()}): "
+                                 "stop it first")
+
     def run(self, install_signal_handlers: bool = True) -> None:
         """Bind the queues and give verdicts until stopped; re-raises what stopped a queue thread."""
+        self._refuse_a_second_worker()
         self._load()
         control = metrics = None
         threads: list[threading.Thread] = []
