@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import re
-import socket
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -29,6 +28,8 @@ from pyroute2.nftables.main import NFTables
 from ..netns import run_in_netns
 from .elements import read_elements, read_over_rate, sync
 from .layout import FAMILIES, FAMILY, TABLE, Element, Layout, QueueSpec, RulesError, render_table
+from ..config.ctid import LINK_GROUP
+from .links import dump_links
 from .netdev import FAMILY as NETDEV
 from .netdev import changes
 from .nft import Nft, NftError
@@ -91,10 +92,16 @@ def nft_writable(name: str) -> bool:
 
 def our_links(prefix: str, elements: Iterable[Element] = ()) -> dict[int, str]:
     """{ifindex: name} of the links of the current namespace that are container links: registered
-    in `elements` (under any name), or named with `prefix`; but those nft cannot name."""
+    in `elements` (under any name), named with `prefix`, or in our interface group; but those nft
+    cannot name (the worker's link watch sets them down)."""
     registered = {ifindex for _, ifindex, _ in elements}
-    return {index: name for index, name in socket.if_nameindex()
-            if (index in registered or name.startswith(prefix)) and nft_writable(name)}
+    try:
+        links = dump_links()
+    except OSError as exc:
+        raise RulesError(f"cannot list the links: {exc}") from None
+    return {link.index: link.name for link in links
+            if (link.index in registered or link.name.startswith(prefix) or link.group == LINK_GROUP)
+            and nft_writable(link.name)}
 
 
 def install(

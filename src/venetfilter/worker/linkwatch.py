@@ -125,7 +125,7 @@ class LinkWatch:
         name = link.get_attr("IFLA_IFNAME") or ""
         index = link["index"]
         group, master = link.get_attr("IFLA_GROUP"), link.get_attr("IFLA_MASTER")
-        if not (name.startswith(self.prefix) or index in self.known()):
+        if not (name.startswith(self.prefix) or index in self.known() or group == LINK_GROUP):
             return
         if not nft_writable(name):
             self._change(index, name, "has a name nft cannot write, so no chain can filter it: set down", state="down")
