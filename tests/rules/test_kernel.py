@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
 
 from venetfilter.netns import run_in_netns
+from venetfilter.rules.links import dump_links
 from venetfilter.rules import (
     Guard,
     Layout,
@@ -16,6 +18,7 @@ from venetfilter.rules import (
     install,
     installed_queue,
     installed_layout,
+    our_links,
     read_elements,
     remove,
     sync,
@@ -213,3 +216,15 @@ def test_default_mode_update_touches_only_the_links_that_changed(ns) -> None:
     subprocess.run(["ip", "-n", ns, "link", "del", "vnf2"], check=True)
     update({(0, one, ""), (4, one, "192.0.2.1")}, "vnf", ns)  # and once the link is gone, no chains
     assert set(handles()) == {"refused_in", "refused_out", f"in_{one}", f"out_{one}"}
+
+
+def test_links_are_read_with_their_groups(ns) -> None:
+    subprocess.run(["ip", "-n", ns, "link", "add", "ct9", "group", "7761510", "type", "veth", "peer", "name", "y9"],
+                   check=True)
+    listed = json.loads(subprocess.run(["ip", "-n", ns, "-j", "-d", "link", "show"], check=True, capture_output=True,
+                                       text=True).stdout)
+    found = run_in_netns(ns, dump_links)
+    assert {(link.index, link.name) for link in found} == {(item["ifindex"], item["ifname"]) for item in listed}
+    assert {link.name for link in found if link.group == 7761510} == {"ct9"}
+    ours = run_in_netns(ns, lambda: our_links("vnf"))
+    assert sorted(ours.values()) == ["ct9", "vnf1"]  # named with the prefix, or in the group
