@@ -188,3 +188,18 @@ def any_stack(request, make_netns, tmp_path):
 def _root_only():
     if os.geteuid() != 0:
         pytest.fail("the end-to-end tests need root (network namespaces, iptables)")
+
+
+def on_node(stack: Stack, *command: str) -> str:
+    """`command` run on the hardware node (inside the stack's host namespace); its output."""
+    return subprocess.run(["ip", "netns", "exec", stack.host, *command], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def wait_for(condition, limit: float = 3.0, what: str = "condition") -> float:
+    """Poll `condition` until it holds (AssertionError after `limit` seconds); the time it took."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < limit, f"timed out waiting for {what}"
+        time.sleep(0.005)
+    return time.monotonic() - started

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import ADDRESSES, OUTSIDE_V4, ip
+from tests.e2e.conftest import ADDRESSES, OUTSIDE_V4, ip, on_node, wait_for
 from tests.e2e.traffic import UdpEcho, udp_probe
 from tests.e2e.wire import Breach, Flood, breach, frame_sender, ipv4, udp
 
@@ -29,18 +29,6 @@ A4 = ADDRESSES["101"][0]
 SPOOFED = "192.0.2.66"
 PORT = 7700
 FORGED = ipv4(SPOOFED, OUTSIDE_V4, 17, udp(SPOOFED, OUTSIDE_V4, 4000, PORT, b"forged by 101"))
-
-
-def on_node(stack, *command: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", stack.host, *command], check=True, capture_output=True, text=True).stdout
-
-
-def wait_for(condition, limit: float = 3.0, what: str = "condition") -> float:
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < limit, f"timed out waiting for {what}"
-        time.sleep(0.005)
-    return time.monotonic() - started
 
 
 def spoofed_after(echo: UdpEcho, since: float) -> list[float]:

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import ADDRESSES, OUTSIDE_V4, OUTSIDE_V6, UPLINK_V4, UPLINK_V6, ip
+from tests.e2e.conftest import ADDRESSES, OUTSIDE_V4, OUTSIDE_V6, UPLINK_V4, UPLINK_V6, ip, on_node
 from tests.e2e.traffic import UdpEcho, in_netns
 from tests.e2e.wire import (
     DESTINATION_OPTIONS,
@@ -55,10 +55,6 @@ BAD_TIMESTAMP_OPTION = bytes([0x44, 3, 0, 0])  # IPv4 timestamp option with an i
 
 def counters(stack, ctid: str) -> dict[str, int]:
     return stack.stats()["containers"][ctid]
-
-
-def on_node(stack, *command: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", stack.host, *command], check=True, capture_output=True, text=True).stdout
 
 
 def connected_udp(netns: str, local: tuple[str, int], remote: tuple[str, int]) -> socket.socket:

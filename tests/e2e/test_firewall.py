@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import ADDRESSES, OUTSIDE_V4, OUTSIDE_V6, UPLINK_V4, UPLINK_V6, ip
+from tests.e2e.conftest import ADDRESSES, OUTSIDE_V4, OUTSIDE_V6, UPLINK_V4, UPLINK_V6, ip, on_node
 from tests.e2e.traffic import UdpEcho, in_netns, ping, udp_probe
 
 pytestmark = pytest.mark.netns
@@ -24,11 +24,6 @@ ICMP = {4: "icmp", 6: "ipv6-icmp"}
 
 def own(ctid: str, family: int) -> str:
     return ADDRESSES[ctid][0 if family == 4 else 1]
-
-
-def on_node(stack, *command: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", stack.host, *command], check=True, capture_output=True,
-                          text=True).stdout
 
 
 @pytest.fixture

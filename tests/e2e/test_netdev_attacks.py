@@ -32,7 +32,7 @@ from collections import Counter
 
 import pytest
 
-from tests.e2e.conftest import ADDRESSES, OUTSIDE_V4, OUTSIDE_V6, ip
+from tests.e2e.conftest import ADDRESSES, OUTSIDE_V4, OUTSIDE_V6, ip, on_node, wait_for
 from tests.e2e.traffic import UdpEcho, in_netns, udp_probe
 from tests.e2e.wire import (
     Breach,
@@ -70,21 +70,8 @@ def forged(source: str, tag: bytes = b"forged") -> bytes:
     return build(source, outside, UDP, udp(source, outside, 4000, PORT, tag))
 
 
-def on_node(stack, *command: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", stack.host, *command], check=True, capture_output=True,
-                          text=True).stdout
-
-
 def ifindex(stack, name: str) -> int:
     return in_netns(stack.host, lambda: socket.if_nametoindex(name))
-
-
-def wait_for(condition, limit: float = 3.0, what: str = "condition") -> float:
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < limit, f"timed out waiting for {what}"
-        time.sleep(0.005)
-    return time.monotonic() - started
 
 
 def arrivals(echo: UdpEcho, source: str, since: float = 0.0) -> list[float]:

@@ -18,13 +18,13 @@ in ``over_rate``; all are dropped. No packet waits for user space, and a dead wo
 
 Chains are per link because that is what measured cheapest (bench/README.md, "Layout
 experiments"): a per-link hook costs only the links it is on, and a few compares beat a
-concatenated set lookup. Links named with our prefix that the table does not know get the same
-two chains with no accepts: everything on them is refused (DROP_UNKNOWN_LINK).
+concatenated set lookup. Links named with our prefix or in our interface group that the table does
+not know get the same two chains with no accepts: everything on them is refused (DROP_UNKNOWN_LINK).
 
-Base chains have policy accept and end in an explicit ``goto``: a whole-table replacement swaps
-old and new chains in one transaction without a moment in which either drops an honest packet (a
-chain being added has no active rules until the commit) or passes a forbidden one (the old chain's
-rules stay active until then, the new chain's are active from then on).
+Base chains have policy accept and end in an explicit ``goto``: replacing a link's chains (`changes`)
+or the whole table swaps old and new chains in one transaction without a moment in which either
+drops an honest packet (a chain being added has no active rules until the commit) or passes a
+forbidden one (the old chain's rules stay active until then, the new chain's from then on).
 """
 
 from __future__ import annotations
