@@ -224,7 +224,7 @@ def test_links_are_read_with_their_groups(ns) -> None:
     listed = json.loads(subprocess.run(["ip", "-n", ns, "-j", "-d", "link", "show"], check=True, capture_output=True,
                                        text=True).stdout)
     found = run_in_netns(ns, dump_links)
-    assert {(link.index, link.name) for link in found} == {(item["ifindex"], item["ifname"]) for item in listed}
+    assert {(link.ifindex, link.name) for link in found} == {(item["ifindex"], item["ifname"]) for item in listed}
     assert {link.name for link in found if link.group == 7761510} == {"ct9"}
     ours = run_in_netns(ns, lambda: our_links("vnf"))
     assert sorted(ours.values()) == ["ct9", "vnf1"]  # named with the prefix, or in the group

@@ -99,8 +99,8 @@ def our_links(prefix: str, elements: Iterable[Element] = ()) -> dict[int, str]:
         links = dump_links()
     except OSError as exc:
         raise RulesError(f"cannot list the links: {exc}") from None
-    return {link.index: link.name for link in links
-            if (link.index in registered or link.name.startswith(prefix) or link.group == LINK_GROUP)
+    return {link.ifindex: link.name for link in links
+            if (link.ifindex in registered or link.name.startswith(prefix) or link.group == LINK_GROUP)
             and nft_writable(link.name)}
 
 

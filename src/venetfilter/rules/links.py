@@ -22,7 +22,7 @@ _ATTR = struct.Struct("=HH")
 
 
 class Link(NamedTuple):
-    index: int
+    ifindex: int
     name: str
     group: int
 

@@ -90,7 +90,11 @@ class Nft:
 
     def list_json(self, what: str) -> list[dict[str, Any]]:
         """``nft -j list WHAT``, as the list of objects under "nftables" (metainfo left out)."""
-        document = json.loads(self._run(f"list {what}", json_output=True) or '{"nftables": []}')
+        text = self._run(f"list {what}", json_output=True) or '{"nftables": []}'
+        try:
+            document = json.loads(text)
+        except ValueError:  # nft 1.0.6 writes '"flags": ' and nothing more for a dormant netdev table
+            raise NftError(f"nft listed {what} as invalid JSON: {text[:200]!r}") from None
         return [item for item in document["nftables"] if "metainfo" not in item]
 
     def _run(self, commands: str, *, json_output: bool) -> str:

@@ -151,7 +151,9 @@ class Worker:
                     if self.layout.mode == "queue":
                         sync(wanted, between=swap)
                     else:  # the chains of the links that changed, in one transaction
-                        self.guard.expect(update(wanted, self.layout.link_prefix, between=swap))
+                        installed = update(wanted, self.layout.link_prefix, between=swap)
+                        if installed is not None:  # None: someone put a queue-mode table there
+                            self.guard.expect(installed)
                 except RulesError as error:  # the table is gone or broken: the guard reinstalls it
                     self.sync_errors += 1
                     logger.error("cannot update the kernel table: %s", error)
@@ -266,7 +268,10 @@ class Worker:
         with contextlib.suppress(OSError):
             request(self.options.run_dir, b"stats\n", timeout=1.0)
             raise QueueBindError(f"another worker serves {self.options.run_dir} (its control socket answers)")
-        installed = installed_layout(self.layout.link_prefix)
+        try:
+            installed = installed_layout(self.layout.link_prefix)
+        except RulesError:  # a table that cannot be read back (dormant, broken): ours will replace it
+            return
         if installed is None or installed.queue.queues == self.layout.queue.queues:
             return  # no table, or ours: binding the same group or queue tells
         if installed.mode == "queue":
