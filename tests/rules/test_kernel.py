@@ -228,3 +228,37 @@ def test_links_are_read_with_their_groups(ns) -> None:
     assert {link.name for link in found if link.group == 7761510} == {"ct9"}
     ours = run_in_netns(ns, lambda: our_links("vnf"))
     assert sorted(ours.values()) == ["ct9", "vnf1"]  # named with the prefix, or in the group
+
+
+def test_default_mode_puts_many_addresses_in_a_set_of_the_link(ns) -> None:
+    """More addresses than compares: one set lookup per packet, element counters, and the same
+    guarantees (updates touch only what changed, the guard sees a foreign element)."""
+    i = index(ns)
+    many = {(4, i, f"192.0.2.{n}") for n in range(1, 9)}
+    wanted = {(0, i, ""), (6, i, "2001:db8::1"), *many}
+    guard = Guard(Layout("vnf"), lambda: wanted, ns)
+    install(Layout("vnf"), wanted, ns, {(4, i, "192.0.2.8"): (7, 700)})
+    guard.install()
+    chain = nft(ns, "list", "chain", "netdev", "venetfilter", f"in_{i}")
+    assert f"ip saddr @own4_{i} accept" in chain and "ip6 saddr 2001:db8::1 counter" in chain
+    assert read_elements(ns)[(4, i, "192.0.2.8")] == (7, 700)  # carried over by Guard.install too
+    assert set(read_elements(ns)) == wanted
+    mac = subprocess.run(["ip", "netns", "exec", ns, "cat", "/sys/class/net/vnf1/address"], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    for command in (["link", "set", "vnf1", "up"], ["link", "set", "x1", "up"],
+                    ["addr", "add", "192.0.2.7/32", "dev", "x1"],
+                    ["route", "add", "192.0.2.200/32", "dev", "x1", "src", "192.0.2.7"],
+                    ["neigh", "add", "192.0.2.200", "lladdr", mac, "dev", "x1"]):
+        subprocess.run(["ip", "-n", ns, *command], check=True)
+    subprocess.run(["ip", "netns", "exec", ns, "ping", "-c", "3", "-i", "0.05", "-W", "0.1", "192.0.2.200"],
+                   capture_output=True)
+    assert read_elements(ns)[(4, i, "192.0.2.7")][0] == 3  # the set matched the packets from its element
+    before = fingerprint(ns)
+    assert update(wanted, "vnf", ns) == before  # the listing and our rendering agree: nothing to do
+    nft(ns, "add", "element", "netdev", "venetfilter", f"own4_{i}", "{ 192.0.2.99 }")
+    assert guard.check() and guard.counters.tables_restored == 1
+    assert set(read_elements(ns)) == wanted
+    fewer = wanted - {(4, i, f"192.0.2.{n}") for n in range(3, 9)}
+    update(fewer, "vnf", ns)  # back to compares: the set goes with the chains that used it
+    listing = nft(ns, "list", "table", "netdev", "venetfilter")
+    assert f"own4_{i}" not in listing and "ip saddr 192.0.2.2 counter" in listing

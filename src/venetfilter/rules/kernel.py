@@ -237,7 +237,7 @@ def _fingerprint(sock: NFTables) -> Fingerprint | None:
 
 
 _COUNTER = re.compile(r"counter packets \d+ bytes \d+")
-_DYNAMIC_ELEMENTS = re.compile(r"\n\s*elements = \{[^}]*\}")
+_DYNAMIC_ELEMENTS = re.compile(r"(set (?:judge_rate|over_rate) \{[^}]*?)\n\s*elements = \{[^}]*\}")
 
 
 def _netdev_fingerprint() -> Fingerprint | None:
@@ -252,7 +252,7 @@ def _netdev_fingerprint() -> Fingerprint | None:
             if "No such file or directory" in str(exc):
                 return None
             raise RulesError(f"cannot read the nftables table: {exc}") from None
-    return ("netdev", _DYNAMIC_ELEMENTS.sub("", _COUNTER.sub("counter", text)))
+    return ("netdev", _DYNAMIC_ELEMENTS.sub(r"\1", _COUNTER.sub("counter", text)))
 
 
 def _fingerprints() -> dict[str, Fingerprint]:

@@ -10,6 +10,10 @@ rules compare addresses, one rule per address with a counter::
     ip daddr 192.0.2.1 counter accept                                 # out_IFINDEX
     goto refused_in / refused_out
 
+A link with more than MAX_COMPARES addresses of a family gets a set of them instead
+(``own4_IFINDEX``, elements with counters), so that a packet costs one lookup, not one compare
+per address.
+
 A packet on a link whose chain accepts it goes on through the node exactly as if we were not there
 (``accept`` ends only this chain). Everything else ends in ``refused_in``/``refused_out``: at most
 `Layout.judge_rate` packets a second per link are copied to the worker (``log group``, NFLOG; there
@@ -40,6 +44,7 @@ __all__ = ["FAMILY", "PRIORITY", "changes", "link_chains", "parse_accepts", "ren
 
 FAMILY = "netdev"
 PRIORITY = -500  # before any other netdev chain someone may add at the usual priorities
+MAX_COMPARES = 4  # addresses of one family a link's chains compare one by one; more go in a set
 _MULTICAST = {4: "ip daddr != 224.0.0.0/4", 6: "ip6 daddr != ff00::/8"}
 _PROTO = {4: "ip", 6: "ip6"}
 Counters = Mapping[Element, tuple[int, int]]
@@ -59,9 +64,22 @@ def _link_chains(ifindex: int, name: str, owned: list[tuple[int, str]], counters
         packets, octets = counters.get((family, ifindex, address), (0, 0)) if keep else (0, 0)
         return f"counter packets {packets} bytes {octets}"
 
-    leaving = [f"{_MULTICAST[f]} {_PROTO[f]} saddr {a} {counter(f, a, True)} accept" for f, a in owned]
-    entering = [f"{_PROTO[f]} daddr {a} {counter(f, a, False)} accept" for f, a in owned]
-    lines = []
+    lines: list[str] = []
+    leaving: list[str] = []
+    entering: list[str] = []
+    for family in (4, 6):
+        addresses = [a for f, a in owned if f == family]
+        if len(addresses) > MAX_COMPARES:  # one set lookup instead of a compare per address
+            set_name = f"own{family}_{ifindex}"
+            items = ", ".join(f"{a} {counter(family, a, True)}" for a in addresses)
+            lines += [f"    set {set_name} {{", f"        type ipv{family}_addr", "        counter",
+                      f"        elements = {{ {items} }}", "    }"]
+            leaving.append(f"{_MULTICAST[family]} {_PROTO[family]} saddr @{set_name} accept")
+            entering.append(f"{_PROTO[family]} daddr @{set_name} accept")
+            continue
+        leaving += [f"{_MULTICAST[family]} {_PROTO[family]} saddr {a} {counter(family, a, True)} accept"
+                    for a in addresses]
+        entering += [f"{_PROTO[family]} daddr {a} {counter(family, a, False)} accept" for a in addresses]
     for direction, hook, rules in (("in", "ingress", leaving), ("out", "egress", entering)):
         lines += [
             f"    chain {direction}_{ifindex} {{",
@@ -111,24 +129,31 @@ def render(
 
 
 _COUNTER = re.compile(r"counter packets \d+ bytes \d+")
-_CHAIN = re.compile(r"(\s*)chain (in|out)_(\d+) \{")
+_OWN_SET = re.compile(r"own[46]_(\d+)")
+_BLOCK = re.compile(r"(\s*)(chain (?:in|out)|set own[46])_(\d+) \{")
 
 
 def _per_link(text: str) -> dict[int, tuple[str, ...]]:
-    """{ifindex: the normalised lines of its chains} of a table in nft syntax (ours or nft's
-    listing): whitespace and counter values aside, the two are written alike."""
+    """{ifindex: the normalised lines of its chains and sets} of a table in nft syntax (ours or
+    nft's listing): whitespace, counter values and the order of set elements aside, the two are
+    written alike."""
     found: dict[int, list[str]] = {}
     current: list[str] | None = None
-    closing = ""
+    closing, body, in_set = "", "", False
     for line in text.splitlines():
         if current is None:
-            match = _CHAIN.fullmatch(line)
+            match = _BLOCK.fullmatch(line)
             if match:
                 current = found.setdefault(int(match[3]), [])
                 current.append(line.strip())
-                closing = match[1] + "}"
+                closing, body, in_set = match[1] + "}", "", match[2].startswith("set")
         elif line.rstrip() == closing:
+            if in_set and "elements = {" in body:
+                items = body.split("elements = {", 1)[1].rsplit("}", 1)[0].split(",")
+                current.append("elements " + " ".join(sorted(item.split()[0] for item in items if item.strip())))
             current = None
+        elif in_set:
+            body += " " + line.strip()
         elif line.strip():
             current.append(_COUNTER.sub("counter", " ".join(line.split())))
     return {ifindex: tuple(lines) for ifindex, lines in found.items()}
@@ -137,14 +162,17 @@ def _per_link(text: str) -> dict[int, tuple[str, ...]]:
 def changes(
     listing: str, elements: Iterable[Element], names: Mapping[int, str], counters: Counters | None = None
 ) -> str:
-    """The transaction that brings the per-link chains of the table `listing` shows to what
-    `elements` and `names` ask ("" when they are already there). Only the links that differ are
-    touched: the counters of the others keep counting, and only their hooks are registered again."""
+    """The transaction that brings the per-link chains and sets of the table `listing` shows to
+    what `elements` and `names` ask ("" when they are already there). Only the links that differ
+    are touched: the counters of the others keep counting, and only their hooks are registered again."""
     wanted = link_chains(elements, names, counters)
     have = _per_link(listing)
     want = _per_link("\n".join(line for lines in wanted.values() for line in lines))
-    commands = [f"delete chain {FAMILY} {TABLE} {d}_{i}" for i in sorted(have) if have[i] != want.get(i)
-                for d in ("in", "out") if f"chain {d}_{i} {{" in have[i]]
+    commands = []
+    for ifindex in sorted(i for i in have if have[i] != want.get(i)):
+        heads = [line[:-2] for line in have[ifindex] if line.startswith(("chain ", "set ")) and line.endswith(" {")]
+        commands += [f"delete {head.split()[0]} {FAMILY} {TABLE} {head.split()[1]}"
+                     for head in sorted(heads, key=lambda h: h.startswith("set "))]  # chains first: they use the sets
     added = [line for i, lines in wanted.items() if have.get(i) != want[i] for line in lines]
     if added:
         commands += [f"table {FAMILY} {TABLE} {{", *added, "}"]
@@ -154,7 +182,21 @@ def changes(
 def parse_accepts(items: Iterable[dict[str, Any]]) -> dict[Element, tuple[int, int]]:
     """The accepts per element, summed over both directions, from ``nft -j list table netdev venetfilter``."""
     found: dict[Element, tuple[int, int]] = {}
+
+    def add(address: str, ifindex: int, counter: dict[str, Any]) -> None:
+        parsed = ipaddress.ip_address(address)
+        key = (parsed.version, ifindex, parsed.compressed)
+        packets, octets = found.get(key, (0, 0))
+        found[key] = (packets + int(counter.get("packets", 0)), octets + int(counter.get("bytes", 0)))
+
     for item in items:
+        named = _OWN_SET.fullmatch(str((item.get("set") or {}).get("name", "")))
+        if named:  # a link with more addresses than compares: its set's elements count both directions
+            for entry in item["set"].get("elem", ()):
+                elem = entry.get("elem", {}) if isinstance(entry, dict) else {}
+                if isinstance(elem.get("val"), str):
+                    add(elem["val"], int(named[1]), elem.get("counter") or {})
+            continue
         rule = item.get("rule")
         if not rule:
             continue
@@ -165,15 +207,13 @@ def parse_accepts(items: Iterable[dict[str, Any]]) -> dict[Element, tuple[int, i
         address = counter = None
         for expr in rule.get("expr", ()):
             match = expr.get("match")
-            if match and match.get("op") == "==" and isinstance(match.get("right"), str):
+            if match and match.get("op") == "==" and isinstance(match.get("right"), str) \
+                    and not match["right"].startswith("@"):
                 payload = (match.get("left") or {}).get("payload") or {}
                 if payload.get("field") == field and payload.get("protocol") in ("ip", "ip6"):
-                    address = ipaddress.ip_address(match["right"])
+                    address = match["right"]
             if "counter" in expr:
                 counter = expr["counter"] or {}
-        if address is None or counter is None:
-            continue
-        key = (address.version, int(index), address.compressed)
-        packets, octets = found.get(key, (0, 0))
-        found[key] = (packets + int(counter.get("packets", 0)), octets + int(counter.get("bytes", 0)))
+        if address is not None and counter is not None:
+            add(address, int(index), counter)
     return found
