@@ -94,10 +94,10 @@ def _link_chains(ifindex: int, name: str, owned: list[tuple[int, str]], counters
 def link_chains(
     elements: Iterable[Element], names: Mapping[int, str], counters: Counters | None = None
 ) -> dict[int, list[str]]:
-    """{ifindex: the lines of its two chains} for the links in `names` ({ifindex: name}, as they
+    """{ifindex: the lines of its two chains (and sets)} for the links in `names` ({ifindex: name}, as they
     are now). A link of `elements` missing from `names` is gone and gets no chains; a link of
     `names` with no element is one of ours the table does not know: its chains refuse everything.
-    `counters` (accepts per element: they go on its ingress rule) are carried over."""
+    `counters` (accepts per element: they go on its ingress rule, or its set element) are carried over."""
     owned: dict[int, list[tuple[int, str]]] = {ifindex: [] for ifindex in names}
     for family, ifindex, address in sorted(elements):
         if family != LINKS and ifindex in owned:
