@@ -8,7 +8,8 @@ dumps too (`fingerprint`): nft's own listing shows neither the queue number of a
 nor (nft 1.0.6, JSON) the device of a netdev chain.
 
 The default mode's table has chains for the links of the namespace as they are when it is
-installed (`our_links`): `update` installs it again whenever the address table or the links change.
+installed (`our_links`): `update` replaces the chains of the links that changed whenever the
+address table or the links change.
 
 Every function takes the network namespace to act in (None: the caller's).
 """
@@ -25,13 +26,13 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.nfnetlink.nftsocket import NFT_MSG_GETGEN, nft_gen_msg
 from pyroute2.nftables.main import NFTables
 
+from ..config.ctid import LINK_GROUP
 from ..netns import run_in_netns
 from .elements import read_elements, read_over_rate, sync
 from .layout import FAMILIES, FAMILY, TABLE, Element, Layout, QueueSpec, RulesError, render_table
-from ..config.ctid import LINK_GROUP
 from .links import dump_links
 from .netdev import FAMILY as NETDEV
-from .netdev import changes
+from .netdev import changes, without_counts
 from .nft import Nft, NftError
 
 __all__ = [
@@ -166,10 +167,10 @@ def update(
     `RulesError` when there is no table.
     """
     wanted = set(wanted)
-    layout = installed_layout(prefix, netns)
-    if layout is None:
+    family = installed_family(netns)
+    if family is None:
         raise RulesError(f"no table {TABLE} is installed")
-    if layout.mode == "queue":
+    if family == FAMILY:
         sync(wanted, netns, between)
         return None
     if between is not None:
@@ -236,10 +237,6 @@ def _fingerprint(sock: NFTables) -> Fingerprint | None:
     return (_normal(tables[0]), tuple(chains), tuple(sets), tuple(rules))
 
 
-_COUNTER = re.compile(r"counter packets \d+ bytes \d+")
-_DYNAMIC_ELEMENTS = re.compile(r"(set (?:judge_rate|over_rate) \{[^}]*?)\n\s*elements = \{[^}]*\}")
-
-
 def _netdev_fingerprint() -> Fingerprint | None:
     """The default mode's table as nft lists it (every chain with its device, hook, priority and
     policy; every rule; the table's flags), without counters and the elements the kernel itself
@@ -247,12 +244,12 @@ def _netdev_fingerprint() -> Fingerprint | None:
     faster than parsing the netlink dumps of a table with a chain per link."""
     with Nft() as nft:
         try:
-            text = nft.run(f"list table netdev {TABLE}")
+            text = nft.run(f"list table {NETDEV} {TABLE}")
         except NftError as exc:
             if "No such file or directory" in str(exc):
                 return None
             raise RulesError(f"cannot read the nftables table: {exc}") from None
-    return ("netdev", _DYNAMIC_ELEMENTS.sub(r"\1", _COUNTER.sub("counter", text)))
+    return (NETDEV, without_counts(text))
 
 
 def _fingerprints() -> dict[str, Fingerprint]:
@@ -289,7 +286,12 @@ def installed_family(netns: NetnsArg = None) -> str | None:
     """The family of our table (netdev: default mode, inet: queue mode); None when there is none."""
 
     def work() -> str | None:
-        return next(iter(_fingerprints()), None)
+        with Nft() as nft:  # nft's text, not its JSON: nft 1.0.6 garbles a dormant netdev table's JSON
+            try:
+                tables = set(nft.run("list tables").splitlines())
+            except NftError as exc:
+                raise RulesError(f"cannot list the nftables tables: {exc}") from None
+        return next((family for family in FAMILIES if f"table {family} {TABLE}" in tables), None)
 
     return _in(netns, work)
 

@@ -139,22 +139,16 @@ Element = tuple[int, int, str]
 index, "") for the set of registered links."""
 
 
-def render_elements(
-    elements: list[Element], counters: dict[Element, tuple[int, int]] | None = None, *, with_counters: bool = True
-) -> dict[int, str]:
-    """The element lists of ``own4``/``own6`` in nft syntax (`counters`: packets and bytes to keep;
-    `with_counters` False for deletions, where a counter is not part of the key)."""
+def render_elements(elements: list[Element], *, with_counters: bool = True) -> dict[int, str]:
+    """The element lists of the queue mode's ``links``/``own4``/``own6`` in nft syntax (`with_counters`
+    False for deletions, where a counter is not part of the key; the counters of this mode stay 0:
+    its rules look nothing up in ``own4``/``own6``)."""
     texts: dict[int, list[str]] = {4: [], 6: []}
-    for element in elements:
-        family, ifindex, address = element
+    for family, ifindex, address in elements:
         if family == LINKS:
             texts.setdefault(LINKS, []).append(str(ifindex))
             continue
-        text = f"{ifindex} . {address}"
-        if with_counters:
-            packets, octets = (counters or {}).get(element, (0, 0))
-            text += f" counter packets {packets} bytes {octets}"
-        texts[family].append(text)
+        texts[family].append(f"{ifindex} . {address}" + (" counter packets 0 bytes 0" if with_counters else ""))
     return {family: ", ".join(items) for family, items in texts.items() if items}
 
 

@@ -40,7 +40,7 @@ from typing import Any
 
 from .layout import LINKS, MAX_LINKS, OVER_RATE_SET, RATE_SET, TABLE, Element, Layout
 
-__all__ = ["FAMILY", "PRIORITY", "changes", "link_chains", "parse_accepts", "render"]
+__all__ = ["FAMILY", "PRIORITY", "changes", "link_chains", "parse_accepts", "render", "without_counts"]
 
 FAMILY = "netdev"
 PRIORITY = -500  # before any other netdev chain someone may add at the usual priorities
@@ -129,6 +129,13 @@ def render(
 
 
 _COUNTER = re.compile(r"counter packets \d+ bytes \d+")
+_DYNAMIC_ELEMENTS = re.compile(r"(set (?:judge_rate|over_rate) \{[^}]*?)\n\s*elements = \{[^}]*\}")
+
+
+def without_counts(listing: str) -> str:
+    """nft's listing of our table without what the kernel changes by itself: counter values and
+    the elements of the dynamic sets ``judge_rate``/``over_rate``."""
+    return _DYNAMIC_ELEMENTS.sub(r"\1", _COUNTER.sub("counter", listing))
 _OWN_SET = re.compile(r"own[46]_(\d+)")
 _BLOCK = re.compile(r"(\s*)(chain (?:in|out)|set own[46])_(\d+) \{")
 
