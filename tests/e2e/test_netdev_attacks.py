@@ -297,6 +297,28 @@ def test_a_new_link_with_a_renamed_links_name_inherits_its_addresses(stack, echo
     breach(taken, f"{len(taken)} datagrams from 101's address A4 sent by namespace X passed as 101's")
 
 
+def moved_in_under_a_forged_stream(stack, echo, x: str, link: list[str],
+                                   moving_in=contextlib.nullcontext) -> tuple[int, list[float]]:
+    """A veth made in namespace X (node end `link`: its name, then any `ip link add` options) and
+    moved into the node, up, while X streams forged datagrams from SPOOFED4 (nothing crosses while
+    the node end is down). `moving_in()`: the context the move happens in. Returns what was sent and
+    the arrival times of the forged datagrams, from the move on."""
+    name = link[0]
+    ip("-n", x, "link", "add", name, "address", MAC, *link[1:], "type", "veth", "peer", "name", "eth0",
+       "address", MAC)
+    ip("-n", x, "link", "set", "eth0", "up")
+    flood = Flood(x, forged(SPOOFED4), ifname="eth0", limit=1.5)
+    try:
+        time.sleep(0.1)
+        since = time.monotonic()
+        with moving_in():
+            ip("-n", x, "link", "set", name, "netns", stack.host, "up")
+        time.sleep(1.0)
+    finally:
+        sent = flood.close()
+    return sent, arrivals(echo, SPOOFED4, since)
+
+
 @pytest.mark.parametrize("worker", [
     pytest.param("running", marks=pytest.mark.xfail(strict=True, raises=Breach, reason=(
         "a link of our prefix gets chains only when the worker re-installs the table after its "
@@ -321,18 +343,8 @@ def test_a_hand_made_link_of_our_prefix(stack, echo, make_netns, worker):
         stack.stop_worker(signal.SIGKILL)
     else:
         unknown = stack.stats()["unknown_links"]
-    ip("-n", x, "link", "add", "vnf999", "address", MAC, "type", "veth", "peer", "name", "eth0", "address", MAC)
-    ip("-n", x, "link", "set", "eth0", "up")
-    flood = Flood(x, forged(SPOOFED4), ifname="eth0", limit=1.5)  # nothing crosses while vnf999 is down
-    try:
-        time.sleep(0.1)
-        since = time.monotonic()
-        with worker_busy(stack) if worker == "running" else contextlib.nullcontext():
-            ip("-n", x, "link", "set", "vnf999", "netns", stack.host, "up")
-        time.sleep(1.0)
-    finally:
-        sent = flood.close()
-    passed = arrivals(echo, SPOOFED4, since)
+    busy = (lambda: worker_busy(stack)) if worker == "running" else contextlib.nullcontext
+    sent, passed = moved_in_under_a_forged_stream(stack, echo, x, ["vnf999"], busy)
     print(f"\nworker {worker}: {sent} sent, {window(passed)}")
     assert sent > 1000, "control: X's stream did not flow"
     if worker == "running":
@@ -538,18 +550,7 @@ def test_a_hand_made_link_in_our_group_under_another_name(each_mode, make_netns)
     stack, server = each_mode
     x = make_netns("vfx")
     refused_first(stack, server, stack.containers["101"])
-    ip("-n", x, "link", "add", "ct999", "address", MAC, "group", "7761510", "type", "veth", "peer", "name", "eth0",
-       "address", MAC)
-    ip("-n", x, "link", "set", "eth0", "up")
-    flood = Flood(x, forged(SPOOFED4), ifname="eth0", limit=1.5)
-    try:
-        time.sleep(0.1)
-        since = time.monotonic()
-        ip("-n", x, "link", "set", "ct999", "netns", stack.host, "up")
-        time.sleep(1.0)
-    finally:
-        sent = flood.close()
-    passed = arrivals(server, SPOOFED4, since)
+    sent, passed = moved_in_under_a_forged_stream(stack, server, x, ["ct999", "group", "7761510"])
     print(f"\n{stack.mode} mode: {sent} sent, {window(passed)}, unknown links {stack.stats()['unknown_links']}")
     assert sent > 1000, "control: the stream did not flow"
     breach([t for t in passed if t > 0.3], f"{len(passed)} forged datagrams passed on a link of our group")
