@@ -850,7 +850,9 @@ def test_multicast_from_an_own_source_never_reaches_the_node(stack):
           f"DROP_MULTICAST {refused}")
     assert seen[2] == 5, "control: 101's own unicast did not reach prerouting"
     assert seen[:2] == [0, 0], f"multicast from an own source reached the node: {seen[:2]}"
-    assert refused == 20
+    # At least: the container's kernel sends router solicitations to ff02::2 at +0, +4 and +8 s
+    # after its link comes up (seen with tcpdump), refused as DROP_MULTICAST in the same window.
+    assert refused >= 20, f"only {refused} of 20 multicast datagrams counted"
 
 
 def test_an_admins_accepting_chain_before_ours_does_not_bypass_it(stack, echo):
