@@ -49,6 +49,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -119,7 +120,20 @@ EXPERIMENTS = [
            "netdev-no-mcast"),
     Config("x-netdev-ingress-only", "experiment: the default mode's ingress chains only", "nft",
            "netdev-ingress-only"),
+    Config("x-tc-empty", "experiment: tc clsact on the links, a classic BPF filter that passes all", "tc",
+           "empty", filters=False),
+    Config("x-tc-cbpf", "experiment: tc clsact on the links, classic BPF address compares, direct action", "tc",
+           "cbpf"),
+    Config("x-tc-ebpf", "experiment: tc clsact on the links, eBPF address compares, the rest redirected to a "
+           "logging sink", "tc", "ebpf"),
 ]
+SINK = "vfsink"  # x-tc-ebpf: refused packets arrive here, marked with their link, to be logged and dropped
+SINK_TABLE = f"""table netdev vfexp {{
+  chain sink {{ type filter hook ingress device {SINK} priority -500; policy drop;
+    meta mark & 0xffff0000 == 0x76660000 counter log group 0 drop
+    counter drop
+  }}
+}}"""
 EXPERIMENT_TABLES = {
     "inet-empty": """table inet vfexp {
   chain a { type filter hook prerouting priority -450; policy accept; }
@@ -201,6 +215,51 @@ EXPERIMENT_TABLES.update({
     "netdev-ingress-only": _default_mode_table(egress=False),
 })
 BY_NAME = {c.name: c for c in CONFIGS + EXPERIMENTS}
+
+
+def _cbpf(program: list[tuple[int, int, int, int]]) -> str:
+    """tc's `bpf bytecode` text for a classic BPF program."""
+    return f"{len(program)}," + ",".join(f"{c} {jt} {jf} {k}" for c, jt, jf, k in program)
+
+
+def _cbpf_filter(ingress: bool, v4: str, v6: str) -> str:
+    """A classic BPF filter on a link's node end, as cls_bpf runs it in direct-action mode (offsets
+    from the MAC header): TC_ACT_OK (0) for the container's own address as source (ingress, not to a
+    multicast group) or destination (egress), TC_ACT_SHOT (2) for everything else. (This kernel has
+    no gact module: `action drop` is not available.)"""
+    ldh, ld, ldb, jeq, and_, ret = 0x28, 0x20, 0x30, 0x15, 0x54, 0x06
+    word4 = int.from_bytes(socket.inet_aton(v4), "big")
+    words6 = [int.from_bytes(socket.inet_pton(socket.AF_INET6, v6)[i:i + 4], "big") for i in range(0, 16, 4)]
+    at4, at6 = (26, 22) if ingress else (30, 38)  # saddr or daddr, after a 14-byte ethernet header
+    # (code, k, jump if true, jump if false), jumps to labels: "pass", "drop", "v6", or None (next)
+    steps: list[tuple[str, int, int, str | None, str | None]] = [("", ldh, 12, None, None),
+                                                                 ("", jeq, 0x0800, None, "v6")]
+    if ingress:
+        steps += [("", ld, 30, None, None), ("", and_, 0xF0000000, None, None), ("", jeq, 0xE0000000, "drop", None)]
+    steps += [("", ld, at4, None, None), ("", jeq, word4, "pass", "drop"), ("v6", jeq, 0x86DD, None, "drop")]
+    if ingress:
+        steps += [("", ldb, 38, None, None), ("", jeq, 0xFF, "drop", None)]
+    for i, word in enumerate(words6):
+        steps += [("", ld, at6 + 4 * i, None, None), ("", jeq, word, None, "drop")]
+    steps += [("pass", ret, 0, None, None), ("drop", ret, 2, None, None)]
+    labels = {label: i for i, (label, *_) in enumerate(steps) if label}
+    program = [(code, labels[t] - i - 1 if t else 0, labels[f] - i - 1 if f else 0, k)
+               for i, (_, code, k, t, f) in enumerate(steps)]
+    return _cbpf(program)
+
+
+def tc_experiment(kind: str) -> dict[str, list[tuple[str, str]]]:
+    """Per link, the (direction, bytecode) filters of a tc experiment."""
+    never = _cbpf([(0x06, 0, 0, 0)])
+    filters = {}
+    for ct, (v4, v6) in ADDRESSES.items():
+        if kind == "ebpf":  # attached by bench/tc_ebpf.py; removed like the others
+            filters[f"vnf{ct}"] = []
+        elif kind == "empty":
+            filters[f"vnf{ct}"] = [("ingress", never), ("egress", never)]
+        else:
+            filters[f"vnf{ct}"] = [("ingress", _cbpf_filter(True, v4, v6)), ("egress", _cbpf_filter(False, v4, v6))]
+    return filters
 
 # -- the C tools ---------------------------------------------------------------------------------
 
@@ -579,6 +638,7 @@ class Running:
         self.config, self.topo = config, topo
         self.proc: subprocess.Popen | None = None
         self.experiment = ""
+        self.tc_links: list[str] = []
         self.log = topo.workdir / f"worker-{config.name}.log"
         if config.kind == "none":
             topo.venetctl("rules", "remove")
@@ -587,6 +647,27 @@ class Running:
             topo.venetctl("rules", "remove")
             self.experiment = EXPERIMENT_TABLES[config.mode]
             subprocess.run(in_netns(topo.node, ["nft", "-f", "-"]), input=self.experiment, text=True, check=True)
+            return
+        if config.kind == "tc":  # a classifier experiment: filters on the links alone, no table, no worker
+            topo.venetctl("rules", "remove")
+            self.tc_links = list(tc_experiment(config.mode))
+            if config.mode == "ebpf":  # bench/tc_ebpf.py: a program per link and direction, a logging sink
+                self.experiment = SINK_TABLE
+                node = topo.node
+                subprocess.run(in_netns(node, ["ip", "link", "add", SINK, "type", "veth", "peer", "name",
+                                               SINK + "1"]), check=True)
+                for name in (SINK, SINK + "1"):
+                    subprocess.run(in_netns(node, ["ip", "link", "set", name, "up"]), check=True)
+                subprocess.run(in_netns(node, ["nft", "-f", "-"]), input=SINK_TABLE, text=True, check=True)
+                for ct, (v4, v6) in ADDRESSES.items():
+                    subprocess.run(in_netns(node, [PY, str(ROOT / "bench" / "tc_ebpf.py"), f"vnf{ct}", SINK, v4,
+                                                   v6]), check=True)
+                return
+            for link, filters in tc_experiment(config.mode).items():
+                subprocess.run(in_netns(topo.node, ["tc", "qdisc", "add", "dev", link, "clsact"]), check=True)
+                for direction, code in filters:
+                    subprocess.run(in_netns(topo.node, ["tc", "filter", "add", "dev", link, direction, "bpf",
+                                                        "bytecode", code, "da"]), check=True)
             return
         if config.kind == "worker":  # installs its own table once its queue is bound
             argv = [PY, "-m", "venetfilter.cli", "worker", "--conf-dir", str(topo.conf_dir),
@@ -645,9 +726,18 @@ class Running:
         time.sleep(0.3)
 
     def stop(self) -> None:
+        if self.config.mode == "ebpf":  # show that the refused packets reached the sink with their link's mark
+            listing = subprocess.run(in_netns(self.topo.node, ["nft", "list", "table", "netdev", "vfexp"]),
+                                     capture_output=True, text=True, check=True).stdout
+            marked, other = (int(n) for n in re.findall(r"counter packets (\d+)", listing))
+            print(f"   {self.config.name}: the sink logged {marked:,} marked packets, dropped {other:,} unmarked")
         if self.experiment:
             family = self.experiment.split()[1]
             subprocess.run(in_netns(self.topo.node, ["nft", "delete", "table", family, "vfexp"]), check=True)
+        for link in self.tc_links:
+            subprocess.run(in_netns(self.topo.node, ["tc", "qdisc", "del", "dev", link, "clsact"]), check=True)
+        if self.config.mode == "ebpf":
+            subprocess.run(in_netns(self.topo.node, ["ip", "link", "del", SINK]), check=True)
         code = finish(self.proc, timeout=10)
         if code not in (None, 0, -signal.SIGTERM):
             print(f"   warning: {self.config.name} exited with {code}; log: {self.log}", file=sys.stderr)
