@@ -126,6 +126,8 @@ EXPERIMENTS = [
            "cbpf"),
     Config("x-tc-ebpf", "experiment: tc clsact on the links, eBPF address compares, the rest redirected to a "
            "logging sink", "tc", "ebpf"),
+    Config("x-tc-map", "experiment: tc clsact on the links, one eBPF program, a per-CPU hash map of (link, "
+           "address) with counts, the rest redirected to a logging sink", "tc", "ebpf-map"),
 ]
 SINK = "vfsink"  # x-tc-ebpf: refused packets arrive here, marked with their link, to be logged and dropped
 SINK_TABLE = f"""table netdev vfexp {{
@@ -253,7 +255,7 @@ def tc_experiment(kind: str) -> dict[str, list[tuple[str, str]]]:
     never = _cbpf([(0x06, 0, 0, 0)])
     filters = {}
     for ct, (v4, v6) in ADDRESSES.items():
-        if kind == "ebpf":  # attached by bench/tc_ebpf.py; removed like the others
+        if kind.startswith("ebpf"):  # attached by bench/tc_ebpf.py; removed like the others
             filters[f"vnf{ct}"] = []
         elif kind == "empty":
             filters[f"vnf{ct}"] = [("ingress", never), ("egress", never)]
@@ -651,7 +653,7 @@ class Running:
         if config.kind == "tc":  # a classifier experiment: filters on the links alone, no table, no worker
             topo.venetctl("rules", "remove")
             self.tc_links = list(tc_experiment(config.mode))
-            if config.mode == "ebpf":  # bench/tc_ebpf.py: a program per link and direction, a logging sink
+            if config.mode.startswith("ebpf"):  # bench/tc_ebpf.py: programs on the links, a logging sink
                 self.experiment = SINK_TABLE
                 node = topo.node
                 subprocess.run(in_netns(node, ["ip", "link", "add", SINK, "type", "veth", "peer", "name",
@@ -659,9 +661,12 @@ class Running:
                 for name in (SINK, SINK + "1"):
                     subprocess.run(in_netns(node, ["ip", "link", "set", name, "up"]), check=True)
                 subprocess.run(in_netns(node, ["nft", "-f", "-"]), input=SINK_TABLE, text=True, check=True)
-                for ct, (v4, v6) in ADDRESSES.items():
-                    subprocess.run(in_netns(node, [PY, str(ROOT / "bench" / "tc_ebpf.py"), f"vnf{ct}", SINK, v4,
-                                                   v6]), check=True)
+                tool = [PY, str(ROOT / "bench" / "tc_ebpf.py")]
+                if config.mode == "ebpf-map":
+                    subprocess.run(in_netns(node, [*tool, "--map", SINK, *(f"vnf{ct}={v4},{v6}" for ct, (v4, v6)
+                                                                             in ADDRESSES.items())]), check=True)
+                for ct, (v4, v6) in ADDRESSES.items() if config.mode == "ebpf" else ():
+                    subprocess.run(in_netns(node, [*tool, f"vnf{ct}", SINK, v4, v6]), check=True)
                 return
             for link, filters in tc_experiment(config.mode).items():
                 subprocess.run(in_netns(topo.node, ["tc", "qdisc", "add", "dev", link, "clsact"]), check=True)
@@ -726,17 +731,21 @@ class Running:
         time.sleep(0.3)
 
     def stop(self) -> None:
-        if self.config.mode == "ebpf":  # show that the refused packets reached the sink with their link's mark
+        if self.config.mode.startswith("ebpf"):  # show that the refused packets reached the sink with their link's mark
             listing = subprocess.run(in_netns(self.topo.node, ["nft", "list", "table", "netdev", "vfexp"]),
                                      capture_output=True, text=True, check=True).stdout
             marked, other = (int(n) for n in re.findall(r"counter packets (\d+)", listing))
             print(f"   {self.config.name}: the sink logged {marked:,} marked packets, dropped {other:,} unmarked")
+            if self.config.mode == "ebpf-map":
+                passed = subprocess.run([PY, str(ROOT / "bench" / "tc_ebpf.py"), "--counts"], capture_output=True,
+                                        text=True, check=True).stdout.splitlines()
+                print(f"   {self.config.name}: the map counted (ifindex address direction packets) {'; '.join(passed)}")
         if self.experiment:
             family = self.experiment.split()[1]
             subprocess.run(in_netns(self.topo.node, ["nft", "delete", "table", family, "vfexp"]), check=True)
         for link in self.tc_links:
             subprocess.run(in_netns(self.topo.node, ["tc", "qdisc", "del", "dev", link, "clsact"]), check=True)
-        if self.config.mode == "ebpf":
+        if self.config.mode.startswith("ebpf"):
             subprocess.run(in_netns(self.topo.node, ["ip", "link", "del", SINK]), check=True)
         code = finish(self.proc, timeout=10)
         if code not in (None, 0, -signal.SIGTERM):

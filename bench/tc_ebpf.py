@@ -14,6 +14,7 @@ Only bench/e2e.py's x-tc-ebpf configuration uses it; it is not part of the produ
 from __future__ import annotations
 
 import ctypes
+import os
 import socket
 import struct
 import sys
@@ -23,19 +24,22 @@ from pyroute2 import IPRoute
 MARK = 0x76660000  # "vf" in the high half; the low half is the link's ifindex
 TC_ACT_OK, TC_ACT_SHOT = 0, 2
 BPF_F_INGRESS = 1
-BPF_FUNC_REDIRECT = 23
-BPF_PROG_LOAD, BPF_PROG_TYPE_SCHED_CLS = 5, 3
+BPF_FUNC_MAP_LOOKUP_ELEM, BPF_FUNC_REDIRECT = 1, 23
+BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, BPF_MAP_GET_NEXT_KEY, BPF_PROG_LOAD = 0, 1, 2, 4, 5
+BPF_MAP_GET_NEXT_ID, BPF_MAP_GET_FD_BY_ID, BPF_OBJ_GET_INFO_BY_FD = 12, 14, 15
+MAP_NAME = b"vf_counts"
+BPF_PROG_TYPE_SCHED_CLS, BPF_MAP_TYPE_PERCPU_HASH, BPF_PSEUDO_MAP_FD = 3, 5, 1
+KEY_V6, KEY_EGRESS = 1 << 31, 1 << 30  # map keys (20 bytes): u32 ifindex | these flags, the address
 NR_BPF = 321  # x86_64
 # struct __sk_buff offsets
-SKB_MARK, SKB_PROTOCOL, SKB_DATA, SKB_DATA_END = 8, 16, 76, 80
+SKB_MARK, SKB_PROTOCOL, SKB_IFINDEX, SKB_DATA, SKB_DATA_END = 8, 16, 40, 76, 80
 
 # instruction classes and fields
-LD, LDX, ST, JMP, JMP32, ALU64 = 0x00, 0x01, 0x02, 0x05, 0x06, 0x07
+LD, LDX, ST, STX, JMP, JMP32, ALU64 = 0x00, 0x01, 0x02, 0x03, 0x05, 0x06, 0x07
 W, H, B, DW = 0x00, 0x08, 0x10, 0x18
 MEM, IMM = 0x60, 0x00
 K, X = 0x00, 0x08
-ADD, AND, MOV = 0x00, 0x50, 0xB0
-
+ADD, OR, AND, MOV = 0x00, 0x40, 0x50, 0xB0
 JA, JEQ, JGT, JNE, CALL, EXIT = 0x00, 0x10, 0x20, 0x50, 0x80, 0x90
 
 
@@ -132,6 +136,157 @@ def program(ingress: bool, ifindex: int, sink: int, v4: list[str], v6: list[str]
     return a.bytes()
 
 
+def map_program(ingress: bool, map_fd: int, sink: int) -> bytes:
+    """One filter for all links: looks (link, direction, address) up in a per-CPU hash map, counts
+    a hit in the element's value and passes it; a miss is marked and redirected like above."""
+    a = Assembler()
+    a.emit(insn(ALU64 | MOV | X, 6, 1))
+    a.emit(insn(LDX | W | MEM, 2, 6, SKB_DATA))
+    a.emit(insn(LDX | W | MEM, 3, 6, SKB_DATA_END))
+    a.emit(insn(LDX | W | MEM, 7, 6, SKB_IFINDEX))  # the link, for the key and the mark
+    a.emit(insn(LDX | W | MEM, 5, 6, SKB_PROTOCOL))
+    for off in (-20, -16, -12, -8):  # the address words of the key: zero unless set
+        a.emit(insn(ST | W | MEM, 10, 0, off, 0))
+    a.jump(JNE, 5, socket.htons(0x0800), "v6")
+    a.emit(insn(ALU64 | MOV | X, 4, 2))
+    a.emit(insn(ALU64 | ADD | K, 4, 0, 0, 14 + 20))
+    a.jump_reg(JGT, 4, 3, "refuse")
+    if ingress:
+        a.emit(insn(LDX | B | MEM, 5, 2, 14 + 16))
+        a.emit(insn(ALU64 | AND | K, 5, 0, 0, 0xF0))
+        a.jump(JEQ, 5, 0xE0, "refuse")
+    a.emit(insn(LDX | W | MEM, 5, 2, 14 + (12 if ingress else 16)))
+    a.emit(insn(STX | W | MEM, 10, 5, -20))
+    a.emit(insn(ALU64 | MOV | X, 8, 7))
+    a.emit(insn(JMP | JA), "lookup")
+    a.label("v6")
+    a.jump(JNE, 5, socket.htons(0x86DD), "refuse")
+    a.emit(insn(ALU64 | MOV | X, 4, 2))
+    a.emit(insn(ALU64 | ADD | K, 4, 0, 0, 14 + 40))
+    a.jump_reg(JGT, 4, 3, "refuse")
+    if ingress:
+        a.emit(insn(LDX | B | MEM, 5, 2, 14 + 24))
+        a.jump(JEQ, 5, 0xFF, "refuse")
+    at = 14 + (8 if ingress else 24)
+    for i in range(4):
+        a.emit(insn(LDX | W | MEM, 5, 2, at + 4 * i))
+        a.emit(insn(STX | W | MEM, 10, 5, -20 + 4 * i))
+    a.emit(insn(ALU64 | MOV | X, 8, 7))
+    a.emit(insn(ALU64 | OR | K, 8, 0, 0, KEY_V6))
+    a.label("lookup")
+    if not ingress:
+        a.emit(insn(ALU64 | OR | K, 8, 0, 0, KEY_EGRESS))
+    a.emit(insn(STX | W | MEM, 10, 8, -24))
+    a.emit(ld_map_fd(1, map_fd))
+    a.emit(insn(ALU64 | MOV | X, 2, 10))
+    a.emit(insn(ALU64 | ADD | K, 2, 0, 0, -24))
+    a.emit(insn(JMP | CALL, 0, 0, 0, BPF_FUNC_MAP_LOOKUP_ELEM))
+    a.jump(JEQ, 0, 0, "refuse")
+    a.emit(insn(LDX | DW | MEM, 1, 0, 0))
+    a.emit(insn(ALU64 | ADD | K, 1, 0, 0, 1))
+    a.emit(insn(STX | DW | MEM, 0, 1, 0))
+    a.emit(insn(ALU64 | MOV | K, 0, 0, 0, TC_ACT_OK))
+    a.emit(insn(JMP | EXIT))
+    a.label("refuse")
+    a.emit(insn(ALU64 | MOV | X, 1, 7))
+    a.emit(insn(ALU64 | OR | K, 1, 0, 0, MARK | (0 if ingress else 0x8000)))
+    a.emit(insn(STX | W | MEM, 6, 1, SKB_MARK))
+    a.emit(insn(ALU64 | MOV | K, 1, 0, 0, sink))
+    a.emit(insn(ALU64 | MOV | K, 2, 0, 0, BPF_F_INGRESS))
+    a.emit(insn(JMP | CALL, 0, 0, 0, BPF_FUNC_REDIRECT))
+    a.emit(insn(JMP | EXIT))
+    return a.bytes()
+
+
+def ld_map_fd(dst: int, fd: int) -> bytes:
+    return insn(LD | DW | IMM, dst, BPF_PSEUDO_MAP_FD, 0, fd) + insn(0)
+
+
+def bpf(cmd: int, attr: bytes, out: int = 0) -> int:
+    """bpf(2); with `out`, the u32 the kernel wrote at that offset of the attributes instead."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(attr, 128)
+    result = libc.syscall(NR_BPF, cmd, buf, 128)
+    if result < 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"bpf({cmd}): {os.strerror(errno)}")
+    return struct.unpack_from("<I", buf.raw, out)[0] if out else result
+
+
+def map_key(ifindex: int, address: str, ingress: bool) -> bytes:
+    six = ":" in address
+    raw = socket.inet_pton(socket.AF_INET6 if six else socket.AF_INET, address).ljust(16, b"\0")
+    return struct.pack("<I", ifindex | (KEY_V6 if six else 0) | (0 if ingress else KEY_EGRESS)) + raw
+
+
+def attach_map(links: dict[str, list[str]], sink: str) -> None:
+    """One map and one program per direction for all LINKS (name: addresses), in this namespace."""
+    ncpus = _possible_cpus()
+    map_fd = bpf(BPF_MAP_CREATE, struct.pack("<IIIIIII16s", BPF_MAP_TYPE_PERCPU_HASH, 20, 8, 65536, 0, 0, 0,
+                                             MAP_NAME))
+    zero = ctypes.create_string_buffer(8 * ncpus)
+    with IPRoute() as ipr:
+        sink_index = ipr.link_lookup(ifname=sink)[0]
+        programs = {ingress: load(map_program(ingress, map_fd, sink_index), f"vf_map_{int(ingress)}")
+                    for ingress in (True, False)}
+        for link, addresses in links.items():
+            index = ipr.link_lookup(ifname=link)[0]
+            for address in addresses:
+                for ingress in (True, False):
+                    key = ctypes.create_string_buffer(map_key(index, address, ingress), 20)
+                    bpf(BPF_MAP_UPDATE_ELEM, struct.pack("<IIQQQ", map_fd, 0, ctypes.addressof(key),
+                                                         ctypes.addressof(zero), 0))
+            ipr.tc("add", "clsact", index)
+            for ingress, parent in ((True, "ffff:fff2"), (False, "ffff:fff3")):
+                ipr.tc("add-filter", "bpf", index, ":1", fd=programs[ingress], name="vf-map", parent=parent,
+                       classid=1, direct_action=True)
+
+
+def counts() -> dict[tuple[int, str, bool], int]:
+    """The counts of every map named MAP_NAME: (ifindex, address, ingress) -> packets passed. Maps
+    are found by id (bpf(2) walks them node-wide): no pinning, no file system to mount."""
+    ncpus, found, next_id = _possible_cpus(), {}, 0
+    while True:
+        try:
+            next_id = bpf(BPF_MAP_GET_NEXT_ID, struct.pack("<II", next_id, 0), out=4)
+        except OSError:
+            return found
+        try:
+            fd = bpf(BPF_MAP_GET_FD_BY_ID, struct.pack("<I", next_id))
+        except OSError:
+            continue
+        try:
+            info = ctypes.create_string_buffer(88)
+            bpf(BPF_OBJ_GET_INFO_BY_FD, struct.pack("<IIQ", fd, len(info), ctypes.addressof(info)))
+            if info.raw[24:40].rstrip(b"\0") != MAP_NAME:
+                continue
+            key, value = ctypes.create_string_buffer(20), ctypes.create_string_buffer(8 * ncpus)
+            previous = None
+            while True:
+                try:
+                    bpf(BPF_MAP_GET_NEXT_KEY, struct.pack("<IIQQ", fd, 0, ctypes.addressof(previous) if previous
+                                                          else 0, ctypes.addressof(key)))
+                except OSError:
+                    break
+                bpf(BPF_MAP_LOOKUP_ELEM, struct.pack("<IIQQQ", fd, 0, ctypes.addressof(key),
+                                                     ctypes.addressof(value), 0))
+                flags = struct.unpack("<I", key.raw[:4])[0]
+                raw = key.raw[4:20]
+                address = (socket.inet_ntop(socket.AF_INET6, raw) if flags & KEY_V6
+                           else socket.inet_ntoa(raw[:4]))
+                found[(flags & 0xFFFFFF, address, not flags & KEY_EGRESS)] = sum(
+                    struct.unpack(f"<{ncpus}Q", value.raw))
+                previous = ctypes.create_string_buffer(key.raw, 20)
+        finally:
+            os.close(fd)
+
+
+def _possible_cpus() -> int:
+    """Per-CPU map values come one per possible CPU (/sys/devices/system/cpu/possible: "0-1")."""
+    with open("/sys/devices/system/cpu/possible") as f:
+        return max(int(part.split("-")[-1]) for part in f.read().strip().split(",")) + 1
+
+
 def load(code: bytes, name: str) -> int:
     """bpf(BPF_PROG_LOAD): the program's fd, or OSError with the verifier's log."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -161,5 +316,11 @@ def attach(link: str, sink: str, v4: list[str], v6: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    link_name, sink_name, address4, address6 = sys.argv[1:5]
-    attach(link_name, sink_name, [address4], [address6])
+    if sys.argv[1] == "--counts":
+        for (link, addr, ingress), packets in sorted(counts().items()):
+            print(f"{link} {addr} {'in' if ingress else 'out'} {packets}")
+    elif sys.argv[1] == "--map":  # --map SINK LINK=V4,V6 ...
+        attach_map({arg.split("=")[0]: arg.split("=")[1].split(",") for arg in sys.argv[3:]}, sys.argv[2])
+    else:
+        link_name, sink_name, address4, address6 = sys.argv[1:5]
+        attach(link_name, sink_name, [address4], [address6])
