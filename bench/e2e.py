@@ -120,6 +120,8 @@ EXPERIMENTS = [
            "netdev-no-mcast"),
     Config("x-netdev-ingress-only", "experiment: the default mode's ingress chains only", "nft",
            "netdev-ingress-only"),
+    Config("x-netdev-named-counters", "experiment: the default mode's chains with named counter objects", "nft",
+           "netdev-named-counters"),
     Config("x-tc-empty", "experiment: tc clsact on the links, a classic BPF filter that passes all", "tc",
            "empty", filters=False),
     Config("x-tc-cbpf", "experiment: tc clsact on the links, classic BPF address compares, direct action", "tc",
@@ -128,6 +130,8 @@ EXPERIMENTS = [
            "logging sink", "tc", "ebpf"),
     Config("x-tc-map", "experiment: tc clsact on the links, one eBPF program, a per-CPU hash map of (link, "
            "address) with counts, the rest redirected to a logging sink", "tc", "ebpf-map"),
+    Config("x-xdp", "experiment: XDP on the links (compares; the rest dropped, no copy) and x-tc-ebpf's egress "
+           "filter", "tc", "ebpf-xdp"),
 ]
 SINK = "vfsink"  # x-tc-ebpf: refused packets arrive here, marked with their link, to be logged and dropped
 SINK_TABLE = f"""table netdev vfexp {{
@@ -190,22 +194,27 @@ EXPERIMENT_TABLES = {
 }
 
 
-def _default_mode_table(counter: bool = True, multicast: bool = True, egress: bool = True) -> str:
-    """The default mode's table for vnf101/vnf102, hand-written with parts left out."""
+def _default_mode_table(counter: bool = True, multicast: bool = True, egress: bool = True,
+                        named: bool = False) -> str:
+    """The default mode's table for vnf101/vnf102, hand-written with parts left out (or, `named`,
+    with named counter objects, one per link and address, in place of the rules' own counters)."""
     count = " counter" if counter else ""
     chains = []
     for ct, last in (("101", 1), ("102", 2)):
         v4, v6 = f"192.0.2.{last}", f"2001:db8:{last}::{last}"
+        if named:
+            chains.append(f"  counter c{ct}_4 {{ }}\n  counter c{ct}_6 {{ }}")
         mc4, mc6 = ("ip daddr != 224.0.0.0/4 ", "ip6 daddr != ff00::/8 ") if multicast else ("", "")
+        count4, count6 = (f' counter name "c{ct}_4"', f' counter name "c{ct}_6"') if named else (count, count)
         chains.append(f"""  chain in{ct} {{ type filter hook ingress device vnf{ct} priority -500; policy accept;
-    {mc4}ip saddr {v4}{count} accept
-    {mc6}ip6 saddr {v6}{count} accept
+    {mc4}ip saddr {v4}{count4} accept
+    {mc6}ip6 saddr {v6}{count6} accept
     goto refused
   }}""")
         if egress:
             chains.append(f"""  chain out{ct} {{ type filter hook egress device vnf{ct} priority -500; policy accept;
-    ip daddr {v4}{count} accept
-    ip6 daddr {v6}{count} accept
+    ip daddr {v4}{count4} accept
+    ip6 daddr {v6}{count6} accept
     goto refused
   }}""")
     return "table netdev vfexp {\n  chain refused {\n    log group 0 drop\n  }\n" + "\n".join(chains) + "\n}"
@@ -215,6 +224,7 @@ EXPERIMENT_TABLES.update({
     "netdev-no-counter": _default_mode_table(counter=False),
     "netdev-no-mcast": _default_mode_table(multicast=False),
     "netdev-ingress-only": _default_mode_table(egress=False),
+    "netdev-named-counters": _default_mode_table(named=True),
 })
 BY_NAME = {c.name: c for c in CONFIGS + EXPERIMENTS}
 
@@ -667,6 +677,8 @@ class Running:
                                                                              in ADDRESSES.items())]), check=True)
                 for ct, (v4, v6) in ADDRESSES.items() if config.mode == "ebpf" else ():
                     subprocess.run(in_netns(node, [*tool, f"vnf{ct}", SINK, v4, v6]), check=True)
+                for ct, (v4, v6) in ADDRESSES.items() if config.mode == "ebpf-xdp" else ():
+                    subprocess.run(in_netns(node, [*tool, "--xdp", f"vnf{ct}", SINK, v4, v6]), check=True)
                 return
             for link, filters in tc_experiment(config.mode).items():
                 subprocess.run(in_netns(topo.node, ["tc", "qdisc", "add", "dev", link, "clsact"]), check=True)
@@ -745,6 +757,8 @@ class Running:
             subprocess.run(in_netns(self.topo.node, ["nft", "delete", "table", family, "vfexp"]), check=True)
         for link in self.tc_links:
             subprocess.run(in_netns(self.topo.node, ["tc", "qdisc", "del", "dev", link, "clsact"]), check=True)
+            if self.config.mode == "ebpf-xdp":
+                subprocess.run(in_netns(self.topo.node, ["ip", "link", "set", "dev", link, "xdp", "off"]), check=True)
         if self.config.mode.startswith("ebpf"):
             subprocess.run(in_netns(self.topo.node, ["ip", "link", "del", SINK]), check=True)
         code = finish(self.proc, timeout=10)
