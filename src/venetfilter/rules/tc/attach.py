@@ -1,0 +1,84 @@
+"""Put the filters on a link, swap them, read them back, take them off (pyroute2, tc netlink).
+
+A link's filters live under its `clsact` qdisc: one cls_bpf filter per direction, in direct-action
+mode, at priority 1 with handle 1. `put` replaces a filter in place (one netlink request, so the
+kernel swaps programs between two packets: no moment without a filter). Call these in the
+namespace of the link (`run_in_netns`); the program fds are the caller's.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any, NamedTuple
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+__all__ = ["Filter", "INGRESS", "EGRESS", "ensure_clsact", "filters", "put", "remove_clsact"]
+
+INGRESS, EGRESS = "ffff:fff2", "ffff:fff3"  # clsact's two parents
+PRIORITY, HANDLE = 1, 1
+ETH_P_ALL = 0x0003
+
+
+class Filter(NamedTuple):
+    """One filter as the kernel lists it."""
+
+    kind: str
+    priority: int
+    handle: int
+    name: str
+    prog_id: int | None
+    direct_action: bool
+
+
+def ensure_clsact(ipr: IPRoute, index: int) -> None:
+    """A clsact qdisc on link `index` (kept if there is one)."""
+    try:
+        ipr.tc("add", "clsact", index)
+    except NetlinkError as exc:
+        if exc.code != errno.EEXIST:
+            raise
+
+
+def put(ipr: IPRoute, index: int, parent: str, prog_fd: int, name: str) -> None:
+    """Our filter on one direction of link `index`, running `prog_fd`: added, or replaced in place."""
+    ipr.tc("replace-filter", "bpf", index, HANDLE, parent=parent, prio=PRIORITY, protocol=ETH_P_ALL,
+           fd=prog_fd, name=name, classid=1, direct_action=True)
+
+
+def filters(ipr: IPRoute, index: int, parent: str) -> list[Filter]:
+    """Every filter on one direction of link `index` (none without a clsact qdisc)."""
+    try:
+        messages = ipr.get_filters(index=index, parent=parent)
+    except NetlinkError as exc:
+        if exc.code in (errno.EINVAL, errno.ENOENT):
+            return []
+        raise
+    found = []
+    for message in messages:
+        kind = message.get_attr("TCA_KIND")
+        options: Any = message.get_attr("TCA_OPTIONS")
+        if options is None:  # the chain's head entry, one per priority: no filter of its own
+            continue
+        flags = options.get_attr("TCA_BPF_FLAGS") or 0 if kind == "bpf" else 0
+        found.append(Filter(
+            kind=kind,
+            priority=message["info"] >> 16,
+            handle=message["handle"],
+            name=(options.get_attr("TCA_BPF_NAME") or "") if kind == "bpf" else "",
+            prog_id=options.get_attr("TCA_BPF_ID") if kind == "bpf" else None,
+            direct_action=bool(flags & 1),
+        ))
+    return found
+
+
+def remove_clsact(ipr: IPRoute, index: int) -> bool:
+    """Take the clsact qdisc (and every filter under it) off link `index`; False if there was none."""
+    try:
+        ipr.tc("del", "clsact", index)
+    except NetlinkError as exc:
+        if exc.code in (errno.EINVAL, errno.ENOENT):
+            return False
+        raise
+    return True
