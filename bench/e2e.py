@@ -130,13 +130,15 @@ EXPERIMENTS = [
            "logging sink", "tc", "ebpf"),
     Config("x-tc-map", "experiment: tc clsact on the links, one eBPF program, a per-CPU hash map of (link, "
            "address) with counts, the rest redirected to a logging sink", "tc", "ebpf-map"),
+    Config("x-tc-lib", "experiment: venetfilter.rules.tc's filter (compares, per-address counts), the rest "
+           "redirected to a logging sink", "tc", "ebpf-lib"),
     Config("x-xdp", "experiment: XDP on the links (compares; the rest dropped, no copy) and x-tc-ebpf's egress "
            "filter", "tc", "ebpf-xdp"),
 ]
 SINK = "vfsink"  # x-tc-ebpf: refused packets arrive here, marked with their link, to be logged and dropped
 SINK_TABLE = f"""table netdev vfexp {{
   chain sink {{ type filter hook ingress device {SINK} priority -500; policy drop;
-    meta mark & 0xffff0000 == 0x76660000 counter log group 0 drop
+    meta mark != 0 counter log group 0 drop
     counter drop
   }}
 }}"""
@@ -677,6 +679,8 @@ class Running:
                                                                              in ADDRESSES.items())]), check=True)
                 for ct, (v4, v6) in ADDRESSES.items() if config.mode == "ebpf" else ():
                     subprocess.run(in_netns(node, [*tool, f"vnf{ct}", SINK, v4, v6]), check=True)
+                for ct, (v4, v6) in ADDRESSES.items() if config.mode == "ebpf-lib" else ():
+                    subprocess.run(in_netns(node, [*tool, "--lib", f"vnf{ct}", SINK, v4, v6]), check=True)
                 for ct, (v4, v6) in ADDRESSES.items() if config.mode == "ebpf-xdp" else ():
                     subprocess.run(in_netns(node, [*tool, "--xdp", f"vnf{ct}", SINK, v4, v6]), check=True)
                 return

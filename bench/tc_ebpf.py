@@ -184,6 +184,25 @@ def xdp_program(v4: list[str], v6: list[str]) -> bytes:
     return a.bytes()
 
 
+def attach_lib(link: str, sink: str, addresses: list[str]) -> None:
+    """The product's filter (venetfilter.rules.tc), counting per address, on both directions of LINK."""
+    import ipaddress
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent / "src"))
+    from venetfilter.rules.tc import attach as tc_attach
+    from venetfilter.rules.tc import program as tc_program
+    from venetfilter.rules.tc import syscall as tc_syscall
+
+    owned = [ipaddress.ip_address(a) for a in addresses]
+    counters = tc_syscall.create_map(tc_syscall.MAP_TYPE_PERCPU_ARRAY, 4, 8, len(owned), "vf_acc")
+    with IPRoute() as ipr:
+        index, sink_index = ipr.link_lookup(ifname=link)[0], ipr.link_lookup(ifname=sink)[0]
+        tc_attach.ensure_clsact(ipr, index)
+        for egress, parent in ((False, tc_attach.INGRESS), (True, tc_attach.EGRESS)):
+            fd = tc_syscall.load_program(tc_program.link_filter(egress, index, sink_index, owned, counters), "vf")
+            tc_attach.put(ipr, index, parent, fd, f"vf-{link}")
+
+
 def attach_xdp(link: str, sink: str, v4: list[str], v6: list[str]) -> None:
     """XDP on LINK for what leaves the container, the tc egress filter above for what enters it."""
     with IPRoute() as ipr:
@@ -379,6 +398,8 @@ if __name__ == "__main__":
     if sys.argv[1] == "--counts":
         for (link, addr, ingress), packets in sorted(counts().items()):
             print(f"{link} {addr} {'in' if ingress else 'out'} {packets}")
+    elif sys.argv[1] == "--lib":  # --lib LINK SINK V4 V6: venetfilter.rules.tc, with counters
+        attach_lib(sys.argv[2], sys.argv[3], [sys.argv[4], sys.argv[5]])
     elif sys.argv[1] == "--xdp":  # --xdp LINK SINK V4 V6
         attach_xdp(sys.argv[2], sys.argv[3], [sys.argv[4]], [sys.argv[5]])
     elif sys.argv[1] == "--map":  # --map SINK LINK=V4,V6 ...

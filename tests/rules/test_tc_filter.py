@@ -60,6 +60,7 @@ class Pair:
         table = ("table netdev sinkcount {\n chain c {\n  type filter hook ingress device vfsink priority 0;\n"
                  f"  meta mark {marks[0]} counter\n  meta mark {marks[1]} counter\n  drop\n }}\n}}\n")
         subprocess.run(["ip", "netns", "exec", self.node, "nft", "-f", "-"], input=table, text=True, check=True)
+        self.programs: dict[str, int] = {}
         self.counters = syscall.create_map(syscall.MAP_TYPE_PERCPU_ARRAY, 4, 8, len(ADDRESSES), "vf_test_acc")
         self.put()
 
@@ -72,6 +73,7 @@ class Pair:
                     fd = syscall.load_program(code, "vf_test")
                     try:
                         attach.put(ipr, self.link, parent, fd, "vf-test")
+                        self.programs[parent] = syscall.program_id(fd)
                     finally:
                         os.close(fd)
 
@@ -173,8 +175,8 @@ def test_a_replaced_filter_takes_over_in_place(pair) -> None:
             return [attach.filters(ipr, pair.link, parent) for parent in (attach.INGRESS, attach.EGRESS)]
 
     listed = run_in_netns(pair.node, listing)
-    assert [[(f.kind, f.priority, f.handle, f.name, f.direct_action) for f in one] for one in listed] == \
-        [[("bpf", 1, 1, "vf-test", True)]] * 2
+    assert [[(f.kind, f.priority, f.handle, f.name, f.direct_action, f.prog_id) for f in one] for one in listed] == \
+        [[("bpf", 1, 1, "vf-test", True, pair.programs[parent])] for parent in (attach.INGRESS, attach.EGRESS)]
     got = received(pair.node, socket.AF_INET, NODE4, sender(pair.ct, socket.AF_INET, OWN4, NODE4, b"own"))
     assert got == []
 

@@ -9,6 +9,7 @@ namespace of the link (`run_in_netns`); the program fds are the caller's.
 from __future__ import annotations
 
 import errno
+import struct
 from typing import Any, NamedTuple
 
 from pyroute2 import IPRoute
@@ -30,6 +31,23 @@ class Filter(NamedTuple):
     name: str
     prog_id: int | None
     direct_action: bool
+
+
+_TCA_BPF_TAG, _TCA_BPF_ID = 10, 11  # newer than pyroute2's map of cls_bpf options: read raw
+
+
+def _raw_attributes(nested: Any) -> dict[int, bytes]:
+    """{type: payload} of the attributes inside a nested netlink attribute, from the message's bytes
+    (pyroute2 decodes only the attribute types it knows)."""
+    data, start, end = bytes(nested.data), nested.offset + 4, nested.offset + nested.length
+    found = {}
+    while start + 4 <= end:
+        length, kind = struct.unpack_from("=HH", data, start)
+        if length < 4 or start + length > end:
+            break
+        found[kind & 0x3FFF] = data[start + 4:start + length]
+        start += (length + 3) & ~3
+    return found
 
 
 def ensure_clsact(ipr: IPRoute, index: int) -> None:
@@ -62,12 +80,14 @@ def filters(ipr: IPRoute, index: int, parent: str) -> list[Filter]:
         if options is None:  # the chain's head entry, one per priority: no filter of its own
             continue
         flags = options.get_attr("TCA_BPF_FLAGS") or 0 if kind == "bpf" else 0
+        raw = _raw_attributes(options) if kind == "bpf" else {}
+        prog_id = struct.unpack("=I", raw[_TCA_BPF_ID])[0] if len(raw.get(_TCA_BPF_ID, b"")) == 4 else None
         found.append(Filter(
             kind=kind,
             priority=message["info"] >> 16,
             handle=message["handle"],
             name=(options.get_attr("TCA_BPF_NAME") or "") if kind == "bpf" else "",
-            prog_id=options.get_attr("TCA_BPF_ID") if kind == "bpf" else None,
+            prog_id=prog_id,
             direct_action=bool(flags & 1),
         ))
     return found

@@ -20,10 +20,11 @@ __all__ = [
     "update_percpu",
     "read_percpu",
     "possible_cpus",
+    "program_id",
 ]
 
 _NR_BPF = {"x86_64": 321, "aarch64": 280}
-_MAP_CREATE, _MAP_LOOKUP_ELEM, _MAP_UPDATE_ELEM, _PROG_LOAD = 0, 1, 2, 5
+_MAP_CREATE, _MAP_LOOKUP_ELEM, _MAP_UPDATE_ELEM, _PROG_LOAD, _OBJ_GET_INFO_BY_FD = 0, 1, 2, 5, 15
 _ATTR_SIZE = 128  # bytes of `union bpf_attr` we pass (zero-filled past what we set)
 PROG_TYPE_SCHED_CLS = 3
 MAP_TYPE_PERCPU_ARRAY = 6
@@ -91,3 +92,10 @@ def read_percpu(map_fd: int, index: int) -> int:
     values = ctypes.create_string_buffer(8 * possible_cpus())
     _bpf(_MAP_LOOKUP_ELEM, struct.pack("<IIQQQ", map_fd, 0, ctypes.addressof(key), ctypes.addressof(values), 0))
     return sum(struct.unpack(f"<{possible_cpus()}Q", values.raw))
+
+
+def program_id(prog_fd: int) -> int:
+    """The kernel's id of a loaded program (what a tc filter listing names it by)."""
+    info = ctypes.create_string_buffer(256)
+    _bpf(_OBJ_GET_INFO_BY_FD, struct.pack("<IIQ", prog_fd, len(info), ctypes.addressof(info)))
+    return int(struct.unpack_from("<I", info.raw, 4)[0])
