@@ -126,8 +126,8 @@ EXPERIMENTS = [
            "empty", filters=False),
     Config("x-tc-cbpf", "experiment: tc clsact on the links, classic BPF address compares, direct action", "tc",
            "cbpf"),
-    Config("x-tc-ebpf", "experiment: tc clsact on the links, eBPF address compares, the rest redirected to a "
-           "logging sink", "tc", "ebpf"),
+    Config("x-tc-ebpf", "experiment: tc clsact on the links, venetfilter.rules.tc's filter without counts (eBPF "
+           "address compares), the rest redirected to a logging sink", "tc", "ebpf"),
     Config("x-tc-map", "experiment: tc clsact on the links, one eBPF program, a per-CPU hash map of (link, "
            "address) with counts, the rest redirected to a logging sink", "tc", "ebpf-map"),
     Config("x-tc-lib", "experiment: venetfilter.rules.tc's filter (compares, per-address counts), the rest "
@@ -677,12 +677,9 @@ class Running:
                 if config.mode == "ebpf-map":
                     subprocess.run(in_netns(node, [*tool, "--map", SINK, *(f"vnf{ct}={v4},{v6}" for ct, (v4, v6)
                                                                              in ADDRESSES.items())]), check=True)
-                for ct, (v4, v6) in ADDRESSES.items() if config.mode == "ebpf" else ():
-                    subprocess.run(in_netns(node, [*tool, f"vnf{ct}", SINK, v4, v6]), check=True)
-                for ct, (v4, v6) in ADDRESSES.items() if config.mode == "ebpf-lib" else ():
-                    subprocess.run(in_netns(node, [*tool, "--lib", f"vnf{ct}", SINK, v4, v6]), check=True)
-                for ct, (v4, v6) in ADDRESSES.items() if config.mode == "ebpf-xdp" else ():
-                    subprocess.run(in_netns(node, [*tool, "--xdp", f"vnf{ct}", SINK, v4, v6]), check=True)
+                option = {"ebpf": "--plain", "ebpf-lib": "--lib", "ebpf-xdp": "--xdp"}.get(config.mode)
+                for ct, (v4, v6) in ADDRESSES.items() if option else ():
+                    subprocess.run(in_netns(node, [*tool, option, f"vnf{ct}", SINK, v4, v6]), check=True)
                 return
             for link, filters in tc_experiment(config.mode).items():
                 subprocess.run(in_netns(topo.node, ["tc", "qdisc", "add", "dev", link, "clsact"]), check=True)
