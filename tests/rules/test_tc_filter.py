@@ -217,3 +217,26 @@ def test_a_program_the_verifier_refuses_is_a_clear_error() -> None:
     a.exit()  # r0 never written
     with pytest.raises(OSError, match="refused program"):
         syscall.load_program(a.code(), "vf_bad")
+
+
+def test_counts_can_be_carried_into_a_new_map(pair) -> None:
+    """What `update` will do when a link's slots move: write the old count into the new map."""
+    fresh = syscall.create_map(syscall.MAP_TYPE_PERCPU_ARRAY, 4, 8, 2, "vf_test_carry")
+    try:
+        syscall.update_percpu(fresh, 1, 12345)
+        assert (syscall.read_percpu(fresh, 0), syscall.read_percpu(fresh, 1)) == (0, 12345)
+        with pytest.raises(OSError):
+            syscall.read_percpu(fresh, 2)  # past the end
+    finally:
+        os.close(fresh)
+
+
+def test_taking_the_filters_off(pair) -> None:
+    def work() -> tuple[bool, list[attach.Filter], bool]:
+        with IPRoute() as ipr:
+            removed = attach.remove_clsact(ipr, pair.link)
+            return removed, attach.filters(ipr, pair.link, attach.INGRESS), attach.remove_clsact(ipr, pair.link)
+
+    assert run_in_netns(pair.node, work) == (True, [], False)
+    got = received(pair.node, socket.AF_INET, NODE4, sender(pair.ct, socket.AF_INET, FORGED4, NODE4, b"forged"))
+    assert got == [b"forged"], "control: without the filter the forged datagram arrives"
