@@ -49,21 +49,31 @@ def _bpf(cmd: int, attr: bytes) -> int:
 
 
 def load_program(code: bytes, name: str, prog_type: int = PROG_TYPE_SCHED_CLS) -> int:
-    """The fd of `code` loaded as a program (license GPL: bpf_redirect needs none, but the
-    verifier's log names GPL-only helpers plainly); OSError with the verifier's log if refused."""
+    """The fd of `code` loaded as a program (license GPL); OSError with the end of the verifier's
+    log if refused. Loaded without a log first: the log of a valid program with many branches can
+    overflow any buffer (ENOSPC) although the verifier accepts it; the log is asked for only to
+    explain a refusal."""
     if not code or len(code) % 8:
         raise ValueError("a program is a non-empty sequence of 8-byte instructions")
     insns = ctypes.create_string_buffer(code, len(code))
     license_ = ctypes.create_string_buffer(b"GPL")
     log = ctypes.create_string_buffer(_LOG_SIZE)
-    attr = struct.pack("<IIQQIIQII16s", prog_type, len(code) // 8, ctypes.addressof(insns),
-                       ctypes.addressof(license_), 1, _LOG_SIZE, ctypes.addressof(log), 0, 0,
-                       name.encode()[:15])
-    try:
+
+    def attempt(with_log: bool) -> int:
+        attr = struct.pack("<IIQQIIQII16s", prog_type, len(code) // 8, ctypes.addressof(insns),
+                           ctypes.addressof(license_), 1 if with_log else 0, _LOG_SIZE if with_log else 0,
+                           ctypes.addressof(log) if with_log else 0, 0, 0, name.encode()[:15])
         return _bpf(_PROG_LOAD, attr)
-    except OSError as exc:
+
+    try:
+        return attempt(False)
+    except OSError as first:
+        try:
+            attempt(True)  # only for the log: it failed once, it fails again
+        except OSError:
+            pass
         text = log.value.decode(errors="replace").strip().splitlines()
-        raise OSError(exc.errno, f"the kernel refused program {name!r}: {' | '.join(text[-6:])}") from None
+        raise OSError(first.errno, f"the kernel refused program {name!r}: {' | '.join(text[-6:])}") from None
 
 
 def create_map(map_type: int, key_size: int, value_size: int, entries: int, name: str) -> int:
