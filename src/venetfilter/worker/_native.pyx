@@ -359,7 +359,7 @@ cdef class NativeQueue:
     cdef readonly int setup_warnings
 
     def __cinit__(self, int queue, AddressTable table not None, on_drop, *, bint fail_open=False,
-                  bint gso=True, uint32_t copy_range=128, uint32_t max_length=4096,
+                  bint gso=False, uint32_t copy_range=128, uint32_t max_length=4096,
                   unsigned int receive_buffer=8 * 1024 * 1024):
         # the kernel reads 0 as "everything"; a message that does not fit a buffer is not read
         if copy_range == 0 or copy_range > MESSAGE_SIZE - METADATA_BUDGET:
@@ -394,6 +394,8 @@ cdef class NativeQueue:
             raise QueueBindError(f"NFQUEUE {queue}: the kernel refused copy mode")
         if nfq_set_queue_maxlen(self.qh, max_length) < 0:
             raise QueueBindError(f"NFQUEUE {queue}: the kernel refused the queue length {max_length}")
+        # gso False (the default): the kernel segments GSO packets and completes partial checksums
+        # before queueing, so the verdict is on the bytes that leave (see nfqueue.NfqueueBackend)
         cdef uint32_t flags = (NFQA_CFG_F_FAIL_OPEN if fail_open else 0) | (NFQA_CFG_F_GSO if gso else 0)
         if nfq_set_queue_flags(self.qh, NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_GSO, flags) < 0:
             raise QueueBindError(f"NFQUEUE {queue}: the kernel refused the queue flags")

@@ -85,7 +85,10 @@ class NfqueueBackend:
             if fail_open:
                 logger.warning("queue %d: extension not built, the queue's fail-open flag is not set", self.queue_num)
             return
-        set_queue_flags(self._nfq, fail_open, True)  # GSO: no segmentation before queueing
+        # no F_GSO: the kernel segments GSO packets and completes partial checksums before it queues
+        # them, so the worker judges the bytes that will leave (a container's partial checksum aimed at
+        # its source address would otherwise rewrite it after the verdict: tests/e2e/test_checksum_offload.py)
+        set_queue_flags(self._nfq, fail_open, False)
 
     @property
     def fd(self) -> int:
