@@ -240,3 +240,20 @@ def test_taking_the_filters_off(pair) -> None:
     assert run_in_netns(pair.node, work) == (True, [], False)
     got = received(pair.node, socket.AF_INET, NODE4, sender(pair.ct, socket.AF_INET, FORGED4, NODE4, b"forged"))
     assert got == [b"forged"], "control: without the filter the forged datagram arrives"
+
+
+def test_the_kernels_sk_buff_layout_is_read_from_btf(tmp_path) -> None:
+    from venetfilter.rules.tc import btf
+
+    layout = btf.skb_layout()
+    with open(btf.VMLINUX, "rb") as f:
+        fields = btf.struct_fields(f.read(), "sk_buff")
+    assert fields["csum_start"].bit_offset == 8 * layout.csum_start
+    assert fields["csum_offset"].bit_offset == 8 * layout.csum_start + 16  # the two halves of one union member
+    assert fields["ip_summed"].bit_size == 2 and fields["pkt_type"].bit_size == 3
+    assert fields["network_header"].bit_offset == 8 * layout.network_header
+    with pytest.raises(btf.BtfError, match="not BTF"):
+        btf.struct_fields(b"\0" * 64, "sk_buff")
+    with open(btf.VMLINUX, "rb") as f:
+        with pytest.raises(btf.BtfError, match="no struct venetfilter_nothing"):
+            btf.struct_fields(f.read(), "venetfilter_nothing")

@@ -19,9 +19,9 @@ IMM, MEM, ATOMIC = 0x00, 0x60, 0xC0
 # sources
 K, X = 0x00, 0x08
 # ALU operations
-ADD, OR, AND, MOV = 0x00, 0x40, 0x50, 0xB0
+ADD, OR, AND, LSH, RSH, MOV = 0x00, 0x40, 0x50, 0x60, 0x70, 0xB0
 # jump operations
-JA, JEQ, JGT, JNE, CALL, EXIT = 0x00, 0x10, 0x20, 0x50, 0x80, 0x90
+JA, JEQ, JGT, JNE, CALL, EXIT, JLT = 0x00, 0x10, 0x20, 0x50, 0x80, 0x90, 0xA0
 PSEUDO_MAP_FD = 1
 R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, FP = range(11)
 
@@ -71,6 +71,15 @@ class Assembler:
 
     def or_imm(self, dst: int, imm: int) -> None:
         self.emit(insn(ALU64 | OR | K, dst, 0, 0, imm))
+
+    def lsh_imm(self, dst: int, imm: int) -> None:
+        self.emit(insn(ALU64 | LSH | K, dst, 0, 0, imm))
+
+    def rsh_imm(self, dst: int, imm: int) -> None:
+        self.emit(insn(ALU64 | RSH | K, dst, 0, 0, imm))
+
+    def add(self, dst: int, src: int) -> None:
+        self.emit(insn(ALU64 | ADD | X, dst, src))
 
     def load(self, size: int, dst: int, src: int, off: int) -> None:
         self.emit(insn(LDX | size | MEM, dst, src, off))

@@ -6,6 +6,13 @@ enters it): when its destination is one of them. The test is a compare per addre
 netdev chains do: measured cheaper than a map lookup (bench/README.md). A passed packet counts in
 the slot of its address in a per-CPU array (`counters`), both directions in the same slot.
 
+Ingress also refuses a packet that asks for its checksum to be completed (CHECKSUM_PARTIAL) at a
+place inside its IP header: a container's root can send one (AF_PACKET with PACKET_VNET_HDR) with
+its own source, and when the node or its hardware completes the checksum the sum, which it chose,
+lands on the source address (tests/e2e/test_checksum_offload.py). `struct __sk_buff` does not show
+`ip_summed` or `csum_start`: the program copies them from the real sk_buff (its context) with
+bpf_probe_read_kernel, at offsets read from the kernel's BTF (`btf.skb_layout`).
+
 Everything else -- another source, a multicast destination, a frame too short for its header,
 anything not IPv4 or IPv6 -- gets the mark `mark(ifindex, egress)` and is redirected to the ingress
 of the sink link, where a netdev chain copies it to the worker and drops it. The program never
@@ -19,8 +26,10 @@ import socket
 import struct
 from collections.abc import Sequence
 
-from .asm import DW, FP, JEQ, JGT, JNE, R0, R1, R2, R3, R4, R5, R6, R7, R8, W, Assembler
+from .asm import DW, FP, JEQ, JGT, JLT, JNE, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, W, Assembler
 from .asm import B as BYTE
+from .asm import H as HALF
+from .btf import SkbLayout, skb_layout
 
 __all__ = ["EGRESS_MARK", "TC_ACT_OK", "link_filter", "mark"]
 
@@ -29,7 +38,9 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 TC_ACT_OK = 0
 EGRESS_MARK = 1 << 31
 _BPF_F_INGRESS = 1
-_FUNC_MAP_LOOKUP_ELEM, _FUNC_REDIRECT = 1, 23
+_FUNC_MAP_LOOKUP_ELEM, _FUNC_REDIRECT, _FUNC_PROBE_READ_KERNEL = 1, 23, 113
+_CHECKSUM_PARTIAL = 3
+_COPY = -256  # where on the stack the sk_buff fields are copied (below the counters' key at -4)
 # struct __sk_buff
 _MARK, _PROTOCOL, _DATA, _DATA_END = 8, 16, 76, 80
 _ETH = 14
@@ -44,10 +55,20 @@ def mark(ifindex: int, egress: bool) -> int:
 
 
 def link_filter(
-    egress: bool, ifindex: int, sink: int, addresses: Sequence[Address], counters: int | None = None
+    egress: bool,
+    ifindex: int,
+    sink: int,
+    addresses: Sequence[Address],
+    counters: int | None = None,
+    layout: SkbLayout | None = None,
 ) -> bytes:
     """The program for one direction of link `ifindex`; `addresses` in slot order; `counters`: the
-    fd of a per-CPU array with a u64 slot per address (None: no counting)."""
+    fd of a per-CPU array with a u64 slot per address (None: no counting); `layout`: the sk_buff
+    offsets for the ingress checksum test (default: the running kernel's, `BtfError` without BTF)."""
+    if egress:  # what enters a container is the node's: its checksums are the node's own
+        layout = None
+    elif layout is None:
+        layout = skb_layout()
     a = Assembler()
     a.mov(R6, R1)
     a.load(W, R2, R6, _DATA)
@@ -57,6 +78,9 @@ def link_filter(
     a.mov(R4, R2)
     a.add_imm(R4, _ETH + 20)
     a.jump_if_reg(JGT, R4, R3, "refuse")
+    a.load(BYTE, R9, R2, _ETH)  # the IPv4 header's length, for the checksum test
+    a.and_imm(R9, 0x0F)
+    a.lsh_imm(R9, 2)
     if not egress:  # not to a multicast group
         a.load(BYTE, R5, R2, _ETH + _IP4_DST)
         a.and_imm(R5, 0xF0)
@@ -71,6 +95,7 @@ def link_filter(
     a.mov(R4, R2)
     a.add_imm(R4, _ETH + 40)
     a.jump_if_reg(JGT, R4, R3, "refuse")
+    a.mov_imm(R9, 40)
     if not egress:
         a.load(BYTE, R5, R2, _ETH + _IP6_DST)
         a.jump_if(JEQ, R5, 0xFF, "refuse")
@@ -93,13 +118,33 @@ def link_filter(
     a.exit()
     if not addresses:  # nothing passes: the verifier refuses blocks no jump reaches
         return a.code()
+    after_hit = "count" if counters is not None else "pass"
     for slot in range(len(addresses)):
         a.label(f"hit{slot}")
-        if counters is not None:
-            a.mov_imm(R8, slot)
-            a.jump("count")
-        else:
-            a.jump("pass")
+        a.mov_imm(R8, slot)
+        a.jump("checksum" if layout is not None else after_hit)
+    if layout is not None:  # refuse a partial checksum that starts inside the IP header
+        start = min(layout.ip_summed_byte, layout.csum_start, layout.network_header)
+        span = max(layout.ip_summed_byte + 1, layout.csum_start + 2, layout.network_header + 2) - start
+        if span > -_COPY - 8:
+            raise ValueError(f"sk_buff fields {span} bytes apart: more than the stack copy holds")
+        a.label("checksum")
+        a.mov(R1, FP)
+        a.add_imm(R1, _COPY)
+        a.mov_imm(R2, span)
+        a.mov(R3, R6)
+        a.add_imm(R3, start)
+        a.call(_FUNC_PROBE_READ_KERNEL)
+        a.jump_if(JNE, R0, 0, "refuse")
+        a.load(BYTE, R1, FP, _COPY + layout.ip_summed_byte - start)
+        a.rsh_imm(R1, layout.ip_summed_shift)
+        a.and_imm(R1, 3)
+        a.jump_if(JNE, R1, _CHECKSUM_PARTIAL, after_hit)
+        a.load(HALF, R1, FP, _COPY + layout.csum_start - start)
+        a.load(HALF, R2, FP, _COPY + layout.network_header - start)
+        a.add(R2, R9)
+        a.jump_if_reg(JLT, R1, R2, "refuse")
+        a.jump(after_hit)
     if counters is not None:
         a.label("count")
         a.store(W, FP, -4, R8)
