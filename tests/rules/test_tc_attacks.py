@@ -579,6 +579,24 @@ def test_partial_checksum_at_the_l4_field_is_harmless(topo) -> None:
     assert [source for _, source in got["peer4"]] == [OWN4]
 
 
+@pytest.mark.parametrize("start, expect", [(14 + 8, "refused"), (14 + 24, "refused"), (14 + 40, "delivered")],
+                         ids=["at the source", "at the destination", "at the UDP header"])
+def test_partial_checksum_in_an_ipv6_header_is_refused(topo, start, expect) -> None:
+    """IPv6: a partial checksum that starts inside the fixed header is refused wherever it points;
+    one that starts at the UDP header (offset 6: the checksum field) is delivered to the node."""
+    segment = udp6_segment(OWN6, NODE6, b"partial6")
+    pseudo = socket.inet_pton(socket.AF_INET6, OWN6) + socket.inet_pton(socket.AF_INET6, NODE6) + \
+        struct.pack("!I3xB", len(segment), 17)
+    segment = segment[:6] + struct.pack("!H", ones_sum(pseudo)) + segment[8:]
+    frame = eth(ETH_P_IPV6, ip6(OWN6, NODE6, segment))
+    delta, got = topo.probe(vnet_header(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, start, 6) + frame, vnet=True)
+    if expect == "refused":
+        assert_refused(delta, got)
+    else:
+        assert_no_forgery(delta, got)
+        assert got["node6"] and delta["refused_leaving"] == 0, (delta, got)
+
+
 # -- the verifier --------------------------------------------------------------------------------
 
 def _load(topo, addresses, counters=True) -> None:
