@@ -22,7 +22,7 @@ K, X = 0x00, 0x08
 ADD, OR, AND, LSH, RSH, MOV = 0x00, 0x40, 0x50, 0x60, 0x70, 0xB0
 # jump operations
 JA, JEQ, JGT, JNE, CALL, EXIT, JLT = 0x00, 0x10, 0x20, 0x50, 0x80, 0x90, 0xA0
-PSEUDO_MAP_FD = 1
+PSEUDO_MAP_FD, PSEUDO_KFUNC_CALL = 1, 2
 R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, FP = range(11)
 
 
@@ -114,6 +114,10 @@ class Assembler:
 
     def call(self, helper: int) -> None:
         self.emit(insn(JMP | CALL, 0, 0, 0, helper))
+
+    def call_kfunc(self, btf_id: int) -> None:
+        """A call of the kernel function with this id in the kernel's own BTF."""
+        self.emit(insn(JMP | CALL, 0, PSEUDO_KFUNC_CALL, 0, btf_id))
 
     def exit(self) -> None:
         self.emit(insn(JMP | EXIT))

@@ -16,7 +16,7 @@ __all__ = ["BtfError", "Field", "SkbLayout", "skb_layout", "struct_fields"]
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 _MAGIC = 0xEB9F
-_STRUCT, _UNION = 4, 5
+_STRUCT, _UNION, _FUNC = 4, 5, 12
 # bytes that follow a type's 12-byte header, by kind: fixed, or per `vlen` entry
 _FIXED = {1: 4, 3: 12, 14: 4, 17: 4}
 _PER_ENTRY = {4: 12, 5: 12, 6: 8, 13: 8, 15: 12, 19: 12}
@@ -38,6 +38,7 @@ class SkbLayout(NamedTuple):
     ip_summed_shift: int
     csum_start: int
     network_header: int
+    cast_to_kern_ctx: int  # the BTF id of the kfunc that turns the program's context into the sk_buff
 
 
 def _types(data: bytes) -> tuple[list[tuple[int, int, int, bytes]], bytes]:
@@ -59,6 +60,15 @@ def _types(data: bytes) -> tuple[list[tuple[int, int, int, bytes]], bytes]:
 
 def _name(strings: bytes, offset: int) -> str:
     return strings[offset:strings.index(b"\0", offset)].decode()
+
+
+def function_id(data: bytes, name: str) -> int:
+    """The BTF id of kernel function `name` (what a kfunc call names it by)."""
+    types, strings = _types(data)
+    for i, (off, info, _, _) in enumerate(types, 1):
+        if (info >> 24) & 0x1F == _FUNC and off and _name(strings, off) == name:
+            return i
+    raise BtfError(f"no function {name} in the kernel's BTF")
 
 
 def struct_fields(data: bytes, name: str) -> dict[str, Field]:
@@ -104,4 +114,4 @@ def skb_layout() -> SkbLayout:
     if fields["csum_start"].bit_offset % 8 or fields["network_header"].bit_offset % 8:
         raise BtfError("sk_buff.csum_start or network_header is not byte-aligned")
     return SkbLayout(summed.bit_offset // 8, summed.bit_offset % 8, fields["csum_start"].bit_offset // 8,
-                     fields["network_header"].bit_offset // 8)
+                     fields["network_header"].bit_offset // 8, function_id(data, "bpf_cast_to_kern_ctx"))

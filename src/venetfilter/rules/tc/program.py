@@ -10,8 +10,8 @@ Ingress also refuses a packet that asks for its checksum to be completed (CHECKS
 place inside its IP header: a container's root can send one (AF_PACKET with PACKET_VNET_HDR) with
 its own source, and when the node or its hardware completes the checksum the sum, which it chose,
 lands on the source address (tests/e2e/test_checksum_offload.py). `struct __sk_buff` does not show
-`ip_summed` or `csum_start`: the program copies them from the real sk_buff (its context) with
-bpf_probe_read_kernel, at offsets read from the kernel's BTF (`btf.skb_layout`).
+`ip_summed` or `csum_start`: the program turns its context into the sk_buff it is
+(`bpf_cast_to_kern_ctx`, a kfunc) and reads them at offsets from the kernel's BTF (`btf.skb_layout`).
 
 Everything else -- another source, a multicast destination, a frame too short for its header,
 anything not IPv4 or IPv6 -- gets the mark `mark(ifindex, egress)` and is redirected to the ingress
@@ -38,9 +38,8 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 TC_ACT_OK = 0
 EGRESS_MARK = 1 << 31
 _BPF_F_INGRESS = 1
-_FUNC_MAP_LOOKUP_ELEM, _FUNC_REDIRECT, _FUNC_PROBE_READ_KERNEL = 1, 23, 113
+_FUNC_MAP_LOOKUP_ELEM, _FUNC_REDIRECT = 1, 23
 _CHECKSUM_PARTIAL = 3
-_COPY = -256  # where on the stack the sk_buff fields are copied (below the counters' key at -4)
 # struct __sk_buff
 _MARK, _PROTOCOL, _DATA, _DATA_END = 8, 16, 76, 80
 _ETH = 14
@@ -124,24 +123,15 @@ def link_filter(
         a.mov_imm(R8, slot)
         a.jump("checksum" if layout is not None else after_hit)
     if layout is not None:  # refuse a partial checksum that starts inside the IP header
-        start = min(layout.ip_summed_byte, layout.csum_start, layout.network_header)
-        span = max(layout.ip_summed_byte + 1, layout.csum_start + 2, layout.network_header + 2) - start
-        if span > -_COPY - 8:
-            raise ValueError(f"sk_buff fields {span} bytes apart: more than the stack copy holds")
         a.label("checksum")
-        a.mov(R1, FP)
-        a.add_imm(R1, _COPY)
-        a.mov_imm(R2, span)
-        a.mov(R3, R6)
-        a.add_imm(R3, start)
-        a.call(_FUNC_PROBE_READ_KERNEL)
-        a.jump_if(JNE, R0, 0, "refuse")
-        a.load(BYTE, R1, FP, _COPY + layout.ip_summed_byte - start)
+        a.mov(R1, R6)
+        a.call_kfunc(layout.cast_to_kern_ctx)  # r0: the sk_buff itself, its fields readable by BTF
+        a.load(BYTE, R1, R0, layout.ip_summed_byte)
         a.rsh_imm(R1, layout.ip_summed_shift)
         a.and_imm(R1, 3)
         a.jump_if(JNE, R1, _CHECKSUM_PARTIAL, after_hit)
-        a.load(HALF, R1, FP, _COPY + layout.csum_start - start)
-        a.load(HALF, R2, FP, _COPY + layout.network_header - start)
+        a.load(HALF, R1, R0, layout.csum_start)
+        a.load(HALF, R2, R0, layout.network_header)
         a.add(R2, R9)
         a.jump_if_reg(JLT, R1, R2, "refuse")
         a.jump(after_hit)
