@@ -107,8 +107,8 @@ def test_queue_mode_judges_the_checksummed_bytes(queue_stack):
     "the outside host receives three datagrams from 192.0.2.250. Hardware that fills in checksums at "
     "csum_start+csum_offset does the same on the wire. nftables cannot see csum_start. Fix: refuse a "
     "CHECKSUM_PARTIAL packet whose checksum starts inside the IP header, as rules/tc's filter does (it reads "
-    "sk_buff's ip_summed, csum_start and network_header with bpf_probe_read_kernel at offsets from the "
-    "kernel's BTF; tests/rules/test_tc_attacks.py), once the default mode uses it. A container without CAP_NET_ADMIN could also be held off by "
+    "sk_buff's ip_summed, csum_start and network_header through the bpf_cast_to_kern_ctx kfunc at offsets "
+    "from the kernel's BTF; tests/rules/test_tc_attacks.py), once the default mode uses it. A container without CAP_NET_ADMIN could also be held off by "
     "switching off transmit checksum offload on its end of the link (then its own kernel completes the "
     "checksum before the packet crosses); one with it can switch it back on"))
 def test_default_mode_judges_the_checksummed_bytes(stack):
