@@ -59,10 +59,7 @@ def attach_filter(link: str, sink: str, addresses: list[str], count: bool) -> No
     counters = syscall.create_map(syscall.MAP_TYPE_PERCPU_ARRAY, 4, 8, len(owned), "vf_acc") if count else None
     with IPRoute() as ipr:
         index, sink_index = ipr.link_lookup(ifname=link)[0], ipr.link_lookup(ifname=sink)[0]
-        tc.ensure_clsact(ipr, index)
-        for egress, parent in ((False, tc.INGRESS), (True, tc.EGRESS)):
-            fd = syscall.load_program(link_filter(egress, index, sink_index, owned, counters), "vf")
-            tc.put(ipr, index, parent, fd, f"vf-{link}")
+        tc.put_link_filters(ipr, index, sink_index, owned, counters, f"vf-{link}")
 
 
 # -- x-xdp -----------------------------------------------------------------------------------------

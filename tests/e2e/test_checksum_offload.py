@@ -18,6 +18,7 @@ import pytest
 
 from tests.e2e.conftest import ADDRESSES, OUTSIDE_V4, ip
 from tests.e2e.traffic import UdpEcho, in_netns
+from tests.e2e.wire import _checksum
 
 pytestmark = pytest.mark.netns
 
@@ -30,12 +31,8 @@ UPLINK_MTU = 1280
 
 
 def _ones_sum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
+    """The folded one's-complement sum (not yet complemented)."""
+    return ~_checksum(data) & 0xFFFF
 
 
 def _ipv4(source: str, destination: str, payload: bytes) -> bytes:

@@ -233,14 +233,7 @@ table inet vfhpeer {{
     def put(self, addresses=ADDRESSES) -> None:
         def work() -> None:
             with IPRoute() as ipr:
-                attach.ensure_clsact(ipr, self.link)
-                for egress, parent in ((False, attach.INGRESS), (True, attach.EGRESS)):
-                    code = program.link_filter(egress, self.link, self.sink, addresses, self.counters)
-                    fd = syscall.load_program(code, "vfh_test")
-                    try:
-                        attach.put(ipr, self.link, parent, fd, "vfh-test")
-                    finally:
-                        os.close(fd)
+                attach.put_link_filters(ipr, self.link, self.sink, addresses, self.counters, "vfh-test")
         run_in_netns(self.node, work)
 
     def counts(self) -> dict[str, int]:

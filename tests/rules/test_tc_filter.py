@@ -65,19 +65,11 @@ class Pair:
         self.put()
 
     def put(self, addresses=ADDRESSES) -> None:
-        def work() -> None:
+        def work() -> dict[str, int]:
             with IPRoute() as ipr:
-                attach.ensure_clsact(ipr, self.link)
-                for egress, parent in ((False, attach.INGRESS), (True, attach.EGRESS)):
-                    code = program.link_filter(egress, self.link, self.sink, addresses, self.counters)
-                    fd = syscall.load_program(code, "vf_test")
-                    try:
-                        attach.put(ipr, self.link, parent, fd, "vf-test")
-                        self.programs[parent] = syscall.program_id(fd)
-                    finally:
-                        os.close(fd)
+                return attach.put_link_filters(ipr, self.link, self.sink, addresses, self.counters, "vf-test")
 
-        run_in_netns(self.node, work)
+        self.programs = run_in_netns(self.node, work)
 
     def refused(self) -> tuple[int, int]:
         """Packets the sink saw marked as refused leaving the container, and entering it."""

@@ -9,13 +9,18 @@ namespace of the link (`run_in_netns`); the program fds are the caller's.
 from __future__ import annotations
 
 import errno
+import os
 import struct
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-__all__ = ["Filter", "INGRESS", "EGRESS", "ensure_clsact", "filters", "put", "remove_clsact"]
+from .program import Address, link_filter
+from .syscall import load_program, program_id
+
+__all__ = ["Filter", "INGRESS", "EGRESS", "ensure_clsact", "filters", "put", "put_link_filters", "remove_clsact"]
 
 INGRESS, EGRESS = "ffff:fff2", "ffff:fff3"  # clsact's two parents
 PRIORITY, HANDLE = 1, 1
@@ -63,6 +68,23 @@ def put(ipr: IPRoute, index: int, parent: str, prog_fd: int, name: str) -> None:
     """Our filter on one direction of link `index`, running `prog_fd`: added, or replaced in place."""
     ipr.tc("replace-filter", "bpf", index, HANDLE, parent=parent, prio=PRIORITY, protocol=ETH_P_ALL,
            fd=prog_fd, name=name, classid=1, direct_action=True)
+
+
+def put_link_filters(
+    ipr: IPRoute, index: int, sink: int, addresses: Sequence[Address], counters: int | None, name: str
+) -> dict[str, int]:
+    """Both directions' filters of link `index` (`program.link_filter`), a clsact qdisc made if
+    needed; {parent: the id of the program now there}."""
+    ensure_clsact(ipr, index)
+    ids = {}
+    for egress, parent in ((False, INGRESS), (True, EGRESS)):
+        fd = load_program(link_filter(egress, index, sink, addresses, counters), name.replace("-", "_"))
+        try:
+            put(ipr, index, parent, fd, name)
+            ids[parent] = program_id(fd)
+        finally:
+            os.close(fd)
+    return ids
 
 
 def filters(ipr: IPRoute, index: int, parent: str) -> list[Filter]:
