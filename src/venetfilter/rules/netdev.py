@@ -136,6 +136,8 @@ def without_counts(listing: str) -> str:
     """nft's listing of our table without what the kernel changes by itself: counter values and
     the elements of the dynamic sets ``judge_rate``/``over_rate``."""
     return _DYNAMIC_ELEMENTS.sub(r"\1", _COUNTER.sub("counter", listing))
+
+
 _OWN_SET = re.compile(r"own[46]_(\d+)")
 _BLOCK = re.compile(r"(\s*)(chain (?:in|out)|set own[46])_(\d+) \{")
 

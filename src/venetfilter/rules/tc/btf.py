@@ -12,7 +12,7 @@ import struct
 from functools import cache
 from typing import NamedTuple
 
-__all__ = ["BtfError", "Field", "SkbLayout", "skb_layout", "struct_fields"]
+__all__ = ["BtfError", "Field", "SkbLayout", "function_id", "skb_layout", "struct_fields"]
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 _MAGIC = 0xEB9F
@@ -41,7 +41,10 @@ class SkbLayout(NamedTuple):
     cast_to_kern_ctx: int  # the BTF id of the kfunc that turns the program's context into the sk_buff
 
 
-def _types(data: bytes) -> tuple[list[tuple[int, int, int, bytes]], bytes]:
+_Types = tuple[list[tuple[int, int, int, bytes]], bytes]
+
+
+def _types(data: bytes) -> _Types:
     """[(name_off, info, size_or_type, the kind's own data)], index = type id - 1; and the strings."""
     magic, _version, _flags, hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from("<HBBIIIII", data)
     if magic != _MAGIC:
@@ -64,17 +67,25 @@ def _name(strings: bytes, offset: int) -> str:
 
 def function_id(data: bytes, name: str) -> int:
     """The BTF id of kernel function `name` (what a kfunc call names it by)."""
-    types, strings = _types(data)
+    return _function_id(_types(data), name)
+
+
+def struct_fields(data: bytes, name: str) -> dict[str, Field]:
+    """The members of struct `name`, members of its anonymous unions and structs included, with
+    their offsets from the start of the struct."""
+    return _struct_fields(_types(data), name)
+
+
+def _function_id(parsed: _Types, name: str) -> int:
+    types, strings = parsed
     for i, (off, info, _, _) in enumerate(types, 1):
         if (info >> 24) & 0x1F == _FUNC and off and _name(strings, off) == name:
             return i
     raise BtfError(f"no function {name} in the kernel's BTF")
 
 
-def struct_fields(data: bytes, name: str) -> dict[str, Field]:
-    """The members of struct `name`, members of its anonymous unions and structs included, with
-    their offsets from the start of the struct."""
-    types, strings = _types(data)
+def _struct_fields(parsed: _Types, name: str) -> dict[str, Field]:
+    types, strings = parsed
     ids = [i for i, (off, info, _, _) in enumerate(types, 1)
            if (info >> 24) & 0x1F == _STRUCT and off and _name(strings, off) == name]
     if not ids:
@@ -104,7 +115,8 @@ def skb_layout() -> SkbLayout:
             data = f.read()
     except OSError as exc:
         raise BtfError(exc.errno, f"cannot read the kernel's BTF ({VMLINUX}): {exc.strerror}") from None
-    fields = struct_fields(data, "sk_buff")
+    parsed = _types(data)  # once: the whole of vmlinux's BTF, about 0.1 s
+    fields = _struct_fields(parsed, "sk_buff")
     missing = {"ip_summed", "csum_start", "network_header"} - set(fields)
     if missing:
         raise BtfError(f"struct sk_buff has no {', '.join(sorted(missing))} in the kernel's BTF")
@@ -114,4 +126,4 @@ def skb_layout() -> SkbLayout:
     if fields["csum_start"].bit_offset % 8 or fields["network_header"].bit_offset % 8:
         raise BtfError("sk_buff.csum_start or network_header is not byte-aligned")
     return SkbLayout(summed.bit_offset // 8, summed.bit_offset % 8, fields["csum_start"].bit_offset // 8,
-                     fields["network_header"].bit_offset // 8, function_id(data, "bpf_cast_to_kern_ctx"))
+                     fields["network_header"].bit_offset // 8, _function_id(parsed, "bpf_cast_to_kern_ctx"))

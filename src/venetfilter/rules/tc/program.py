@@ -77,9 +77,10 @@ def link_filter(
     a.mov(R4, R2)
     a.add_imm(R4, _ETH + 20)
     a.jump_if_reg(JGT, R4, R3, "refuse")
-    a.load(BYTE, R9, R2, _ETH)  # the IPv4 header's length, for the checksum test
-    a.and_imm(R9, 0x0F)
-    a.lsh_imm(R9, 2)
+    if layout is not None:  # the IPv4 header's length, for the checksum test
+        a.load(BYTE, R9, R2, _ETH)
+        a.and_imm(R9, 0x0F)
+        a.lsh_imm(R9, 2)
     if not egress:  # not to a multicast group
         a.load(BYTE, R5, R2, _ETH + _IP4_DST)
         a.and_imm(R5, 0xF0)
@@ -94,7 +95,8 @@ def link_filter(
     a.mov(R4, R2)
     a.add_imm(R4, _ETH + 40)
     a.jump_if_reg(JGT, R4, R3, "refuse")
-    a.mov_imm(R9, 40)
+    if layout is not None:
+        a.mov_imm(R9, 40)
     if not egress:
         a.load(BYTE, R5, R2, _ETH + _IP6_DST)
         a.jump_if(JEQ, R5, 0xFF, "refuse")
